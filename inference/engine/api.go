@@ -8,6 +8,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -51,10 +52,10 @@ type Result struct {
 
 // Errors returned by Generate. The HTTP layer maps them to status codes.
 var (
-	ErrQueueFull    = errors.New("engine: wait queue is full")         // 429 + Retry-After
+	ErrQueueFull    = errors.New("engine: wait queue is full")           // 429 + Retry-After
 	ErrQueueTimeout = errors.New("engine: timed out waiting for a slot") // 503 + Retry-After
-	ErrDraining     = errors.New("engine: shutting down")               // 503
-	ErrClosed       = errors.New("engine: closed")                      // 503
+	ErrDraining     = errors.New("engine: shutting down")                // 503
+	ErrClosed       = errors.New("engine: closed")                       // 503
 )
 
 // InputError is a client mistake that only the engine can detect (for example a
@@ -95,3 +96,51 @@ func (NopObserver) Rejected(string)                      {}
 func (NopObserver) Cancelled()                           {}
 
 var _ Observer = NopObserver{}
+
+// Config configures an Engine. Zero values take the defaults documented on each field
+// (DefaultConfig returns them filled in).
+type Config struct {
+	ModelDir          string // directory in the Optimum decoder layout (model.onnx, config.json, tokenizer.json)
+	ORTLib            string // path to libonnxruntime.so (1.24.x)
+	ExecutionProvider string // "cpu" (default) or "cuda"
+	CUDADeviceID      int
+	IntraOpThreads    int // 0: ONNX Runtime's default (one per core)
+	InterOpThreads    int // 0: ONNX Runtime's default
+
+	MaxBatchSize   int           // sequences decoded together per step; 1 disables batching (default 32)
+	MaxBatchTokens int           // prompt tokens prefilled per scheduler step; longer prompts are chunked (default 512)
+	MaxQueue       int           // requests waiting for a slot; beyond it Generate returns ErrQueueFull (default 64)
+	QueueTimeout   time.Duration // longest wait for a slot before ErrQueueTimeout (default 30s)
+	MaxNewTokens   int           // upper bound for Request.MaxNewTokens (default: the context length)
+
+	Logger   *slog.Logger // default: slog.Default()
+	Observer Observer     // default: NopObserver
+}
+
+// ModelInfo describes the loaded model, for /info, metrics and Consul meta.
+type ModelInfo struct {
+	Name           string  `json:"name"`
+	Version        string  `json:"version"`
+	ContextLength  int     `json:"context_length"`
+	VocabSize      int     `json:"vocab_size"`
+	Layers         int     `json:"layers"`
+	Heads          int     `json:"heads"`
+	EOSTokenID     int     `json:"eos_token_id"`
+	TrainingLoss   float64 `json:"training_loss"`   // from config.json; NaN when absent
+	ValidationLoss float64 `json:"validation_loss"` // from config.json; NaN when absent
+}
+
+// The Engine type (engine.go) provides:
+//
+//	func New(cfg Config) (*Engine, error)
+//	func (e *Engine) Generate(ctx context.Context, req Request, emit func(Delta) error) (Result, error)
+//	     blocks until done; emit (may be nil) runs on the caller's goroutine, never on the
+//	     scheduler's, so a slow client never stalls the batch; ctx cancellation stops the
+//	     sequence at the next step (counted as cancelled) and returns ctx.Err().
+//	func (e *Engine) Info() ModelInfo
+//	func (e *Engine) CountTokens(text string) int
+//	func (e *Engine) Warmup(ctx context.Context) error
+//	func (e *Engine) EvalLoss(ctx context.Context, text string) (float64, error)  // mean next-token cross-entropy, nats
+//	func (e *Engine) Stats() Stats   // waiting, running, capacity
+//	func (e *Engine) Drain()         // refuse new requests with ErrDraining; running ones finish
+//	func (e *Engine) Close() error   // stops the scheduler, releases every ONNX Runtime object
