@@ -132,15 +132,20 @@ type ModelInfo struct {
 
 // The Engine type (engine.go) provides:
 //
+//	func DefaultConfig() Config      // the defaults zero fields take
 //	func New(cfg Config) (*Engine, error)
 //	func (e *Engine) Generate(ctx context.Context, req Request, emit func(Delta) error) (Result, error)
 //	     blocks until done; emit (may be nil) runs on the caller's goroutine, never on the
 //	     scheduler's, so a slow client never stalls the batch; ctx cancellation stops the
-//	     sequence at the next step (counted as cancelled) and returns ctx.Err().
+//	     sequence at the next step (counted as cancelled) and returns ctx.Err(); an error
+//	     from emit stops the sequence the same way and is returned.
 //	func (e *Engine) Info() ModelInfo
+//	func (e *Engine) Limits() Config // effective settings, defaults applied
 //	func (e *Engine) CountTokens(text string) int
 //	func (e *Engine) Warmup(ctx context.Context) error
 //	func (e *Engine) EvalLoss(ctx context.Context, text string) (float64, error)  // mean next-token cross-entropy, nats
 //	func (e *Engine) Stats() Stats   // waiting, running, capacity
-//	func (e *Engine) Drain()         // refuse new requests with ErrDraining; running ones finish
+//	func (e *Engine) Drain()         // refuse new requests with ErrDraining; queued and running ones finish
 //	func (e *Engine) Close() error   // stops the scheduler, releases every ONNX Runtime object
+//	func (e *Engine) DecodeStepThroughput(ctx context.Context, batch, past, steps int) (float64, error)
+//	     raw batched decode-step tokens/s, the ceiling for served throughput (benchmarks)
