@@ -1,0 +1,216 @@
+// Package deploy is the library behind the deployer command: it submits the bundled
+// Nomad job specifications (parsed by the Nomad server itself), plans and registers
+// them with check-index, watches evaluations and deployments with blocking queries,
+// explains failures in words, waits for service health, and runs load tests, streams
+// logs, restarts and stops the bundle.
+//
+// Every failure carries a Kind that the command maps to an exit code (see ExitCode).
+// Progress goes to Deployer.Progress (stderr), results to Deployer.Out (stdout).
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+)
+
+// ClientOptions are the connection settings given on the command line. Empty fields
+// keep what the standard environment (NOMAD_ADDR, NOMAD_TOKEN, NOMAD_NAMESPACE,
+// NOMAD_REGION, NOMAD_CACERT, NOMAD_CAPATH, NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY,
+// NOMAD_TLS_SERVER_NAME, NOMAD_SKIP_VERIFY, CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...)
+// or the clients' defaults say.
+type ClientOptions struct {
+	Address       string
+	Region        string
+	Namespace     string
+	Token         string
+	CACert        string
+	CAPath        string
+	ClientCert    string
+	ClientKey     string
+	TLSServerName string
+	TLSSkipVerify bool
+
+	ConsulAddress string
+	ConsulToken   string
+}
+
+// NomadConfig returns the Nomad client configuration: api.DefaultConfig (which reads
+// the NOMAD_* environment) overridden by the options that are set.
+func (o ClientOptions) NomadConfig() *nomadapi.Config {
+	c := nomadapi.DefaultConfig()
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&c.Address, o.Address)
+	set(&c.Region, o.Region)
+	set(&c.Namespace, o.Namespace)
+	set(&c.SecretID, o.Token)
+	set(&c.TLSConfig.CACert, o.CACert)
+	set(&c.TLSConfig.CAPath, o.CAPath)
+	set(&c.TLSConfig.ClientCert, o.ClientCert)
+	set(&c.TLSConfig.ClientKey, o.ClientKey)
+	set(&c.TLSConfig.TLSServerName, o.TLSServerName)
+	if o.TLSSkipVerify {
+		c.TLSConfig.Insecure = true
+	}
+	return c
+}
+
+// ConsulConfig returns the Consul client configuration: consulapi.DefaultConfig
+// (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...) overridden by the options that are set.
+func (o ClientOptions) ConsulConfig() *consulapi.Config {
+	c := consulapi.DefaultConfig()
+	if o.ConsulAddress != "" {
+		c.Address = o.ConsulAddress
+	}
+	if o.ConsulToken != "" {
+		c.Token = o.ConsulToken
+	}
+	return c
+}
+
+// Deployer runs the deployer's commands against one Nomad cluster.
+type Deployer struct {
+	Nomad  *nomadapi.Client
+	Consul *consulapi.Client // nil: Consul is not consulted
+	// ConsulAddress is the Consul HTTP address, for the UI link ("" when Consul is nil).
+	ConsulAddress string
+	Bundle        *Bundle
+	Vars          *Variables
+	Progress      io.Writer // human progress messages (stderr)
+	Out           io.Writer // results (stdout)
+	Logger        *slog.Logger
+	// Region and Namespace are the client's (from flags or environment); they apply
+	// to jobs that name neither.
+	Region, Namespace string
+
+	// HealthService is the service whose instances must pass their checks before
+	// Up reports success (default "inference").
+	HealthService string
+
+	mu sync.Mutex
+}
+
+// New connects the clients described by opts. Consul is optional: Consul errors
+// later only produce notes.
+func New(opts ClientOptions, bundle *Bundle, progress, out io.Writer, logger *slog.Logger) (*Deployer, error) {
+	ncfg := opts.NomadConfig()
+	nc, err := nomadapi.NewClient(ncfg)
+	if err != nil {
+		return nil, Errorf(KindInput, "nomad client: %w", err)
+	}
+	cc := opts.ConsulConfig()
+	consul, err := consulapi.NewClient(cc)
+	if err != nil {
+		return nil, Errorf(KindInput, "consul client: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Deployer{
+		Nomad:         nc,
+		Consul:        consul,
+		ConsulAddress: consulURL(cc),
+		Bundle:        bundle,
+		Vars:          NewVariables(),
+		Progress:      progress,
+		Out:           out,
+		Logger:        logger,
+		HealthService: "inference",
+		Region:        ncfg.Region,
+		Namespace:     ncfg.Namespace,
+	}, nil
+}
+
+func consulURL(c *consulapi.Config) string {
+	addr := c.Address
+	if strings.HasPrefix(addr, "unix://") {
+		return addr
+	}
+	if !strings.Contains(addr, "://") {
+		scheme := c.Scheme
+		if scheme == "" {
+			scheme = "http"
+		}
+		addr = scheme + "://" + addr
+	}
+	return strings.TrimSuffix(addr, "/")
+}
+
+// progressf writes one line of progress.
+func (d *Deployer) progressf(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.Progress, format+"\n", args...)
+}
+
+// outf writes one line of results.
+func (d *Deployer) outf(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.Out, format+"\n", args...)
+}
+
+// linef writes one line to w under the output lock.
+func (d *Deployer) linef(w io.Writer, format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(w, format+"\n", args...)
+}
+
+// apiErr classifies an error from a Nomad or Consul call made for what: a
+// cancelled or expired context keeps its meaning, an HTTP 400 is an input error, a
+// refused connection gets a hint about the address.
+func (d *Deployer) apiErr(ctx context.Context, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx != nil && ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return Errorf(KindTimeout, "%s: timed out: %w", what, ctx.Err())
+		}
+		return Errorf(KindInterrupted, "%s: interrupted", what)
+	}
+	var ure nomadapi.UnexpectedResponseError
+	if errors.As(err, &ure) && ure.HasStatusCode() {
+		switch code := ure.StatusCode(); {
+		case code == 400:
+			return Errorf(KindInput, "%s: %s", what, strings.TrimSpace(ure.Body()))
+		case code == 403:
+			return Errorf(KindAPI, "%s: permission denied (check NOMAD_TOKEN or --token): %s", what, strings.TrimSpace(ure.Body()))
+		}
+	}
+	var ne net.Error
+	var ue *url.Error
+	if errors.As(err, &ne) || errors.As(err, &ue) {
+		return Errorf(KindAPI, "%s: cannot reach Nomad at %s (set NOMAD_ADDR or --address): %w", what, d.Nomad.Address(), err)
+	}
+	return Errorf(KindAPI, "%s: %w", what, err)
+}
+
+// qo returns query options bound to ctx, blocking from index when index > 0.
+func qo(ctx context.Context, index uint64, wait time.Duration) *nomadapi.QueryOptions {
+	q := &nomadapi.QueryOptions{WaitIndex: index, WaitTime: wait}
+	return q.WithContext(ctx)
+}
+
+// shortID returns the first 8 characters of a UUID, as Nomad's CLI prints them.
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
