@@ -1,0 +1,153 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startServe runs s.Serve on a loopback port and returns its base URL, a function that
+// ends Serve's context, and Serve's result.
+func startServe(t *testing.T, s *Server) (string, context.CancelFunc, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ctx, ln) }()
+	t.Cleanup(cancel)
+	return "http://" + ln.Addr().String(), cancel, errc
+}
+
+type result struct {
+	status int
+	body   string
+	err    error
+}
+
+func post(url string) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		resp, err := http.Post(url, "", nil)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ch <- result{status: resp.StatusCode, body: string(b)}
+	}()
+	return ch
+}
+
+func TestServeDrainsInFlight(t *testing.T) {
+	f := newFake()
+	f.block = make(chan struct{})
+	s, _ := newTestServer(t, Config{DrainTimeout: 10 * time.Second}, f)
+	base, stop, errc := startServe(t, s)
+	var pending []<-chan result
+	for range 3 {
+		pending = append(pending, post(base+"/infer?prompt=hi"))
+		<-f.started
+	}
+	stop()
+	// Serve stops accepting but waits for the three generations.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 100*time.Millisecond); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("listener still accepting after shutdown began")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("Serve returned %v before in-flight requests finished", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(f.block)
+	for i, ch := range pending {
+		if r := <-ch; r.err != nil || r.status != 200 {
+			t.Errorf("request %d: %d %v %s", i, r.status, r.err, r.body)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+}
+
+func TestServeDrainTimeoutAnswers503(t *testing.T) {
+	f := newFake()
+	f.block = make(chan struct{})
+	s, _ := newTestServer(t, Config{DrainTimeout: 100 * time.Millisecond}, f)
+	base, stop, errc := startServe(t, s)
+	ch := post(base + "/infer?prompt=hi")
+	<-f.started
+	stop()
+	r := <-ch
+	if r.err != nil || r.status != 503 || !strings.Contains(r.body, CodeDraining) {
+		t.Errorf("request stopped at drain timeout: %d %v %s", r.status, r.err, r.body)
+	}
+	if err := <-errc; err == nil {
+		t.Error("Serve returned nil although requests had to be stopped")
+	}
+}
+
+// A long generation must not be cut by the body read deadline: the deadline is
+// cleared once the body is read.
+func TestLongGenerationOutlivesBodyReadTimeout(t *testing.T) {
+	f := newFake()
+	f.delay = 300 * time.Millisecond
+	s, _ := newTestServer(t, Config{BodyReadTimeout: 50 * time.Millisecond, WriteTimeout: 100 * time.Millisecond}, f)
+	base, _, _ := startServe(t, s)
+	resp, err := http.Post(base+"/infer", "application/json", strings.NewReader(`{"prompt":"hi"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+}
+
+func TestPromtoolCheckMetrics(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not found: apt-get install prometheus (Debian's package ships /usr/bin/promtool)")
+	}
+	s, _ := newTestServer(t, Config{}, newFake())
+	h := s.Handler()
+	do(h, "POST", "/infer?prompt=hi", "", "")
+	do(h, "POST", "/infer?prompt=", "", "")
+	do(h, "POST", "/v1/completions", "application/json", `{"prompt":"hi"}`)
+	w := do(h, "GET", "/metrics", "", "")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(w.Body.Bytes())
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) || err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+	for _, name := range []string{
+		"model_inference_latency_seconds_bucket", "cpu_usage_percent", "ram_usage_bytes", "training_loss",
+		"validation_loss", "data_validation_checks_total", "validation_checks", "inference_requests_total",
+		"inference_request_failures_total", "inference_requests_in_flight", "inference_ready", "go_goroutines",
+		"inference_generated_tokens_per_second", "inference_prompt_tokens_total", "inference_generated_tokens_total",
+	} {
+		if !strings.Contains(w.Body.String(), "\n"+name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
