@@ -35,6 +35,11 @@ export ORT_LIB
 export GPT2_ENCODER_DIR := $(GPT2ENC_DIR)
 export PROMETHEUS_BIN
 export PROMTOOL_BIN
+export INFERSTACK_BIN_DIR := $(BIN)
+
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.buildRevision=$(REVISION)
 
 .PHONY: help
 help: ## list the targets
@@ -91,16 +96,16 @@ deps: ## install the Debian packages the tests need (apt-get; root or sudo)
 .PHONY: build
 build: ## build every binary into bin/
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./inference ./loadtest/cmd/loadtest ./tools/deployer ./grafana/cmd/dashgen
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./inference ./loadtest/cmd/loadtest ./tools/deployer ./grafana/cmd/dashgen
 
 .PHONY: run
 run: ort ## serve the bundled model on :8000
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/inference ./inference
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/inference ./inference
 	$(BIN)/inference --addr $(ADDR) --ort-lib $(ORT_LIB)
 
 .PHONY: test
-test: deps ort gpt2-vocab prometheus ## run every test (unit, integration with real Prometheus, brief fuzzing)
+test: deps ort gpt2-vocab prometheus build ## run every test (unit, integration with real Prometheus, brief fuzzing)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParseInfer -fuzztime 15s ./inference/server
@@ -109,6 +114,10 @@ test: deps ort gpt2-vocab prometheus ## run every test (unit, integration with r
 .PHONY: bench
 bench: ort ## benchmark tables (see README, "Benchmarks")
 	$(GO) run ./tools/bench
+
+.PHONY: bench-loadtest
+bench-loadtest: ## load generator vs wrk vs Locust, requests/s per core (needs wrk, python3-locust)
+	loadtest/bench/compare.sh
 
 .PHONY: lint
 lint: ## gofmt, go vet
