@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, only those missing.
 set -euo pipefail
-pkgs=(prometheus chromium nodejs npm python3 python3-regex)
+pkgs=(chromium nodejs npm python3 python3-regex)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
