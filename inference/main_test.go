@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferstack/inferstack/internal/syncbuf"
+
 	"github.com/inferstack/inferstack/consul/consultest"
 	"github.com/inferstack/inferstack/internal/promtest"
 )
@@ -94,26 +96,9 @@ type proc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	url  string
-	logs *lockedBuffer
+	logs *syncbuf.Buffer
 	done chan struct{}
 	err  error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 var servingRE = regexp.MustCompile(`msg=ready addr=(127\.0\.0\.1:\d+)`)
@@ -126,7 +111,7 @@ func start(t *testing.T, args ...string) *proc {
 	args = append([]string{"--addr", "127.0.0.1:0", "--ort-lib", ortLib, "--model-dir", modelDir, "--intra-op-threads", "1"}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "CONSUL_HTTP_ADDR=")
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	pr, pw := io.Pipe()
 	cmd.Stderr = io.MultiWriter(logs, pw)
 	cmd.Stdout = logs

@@ -11,7 +11,6 @@
 package promtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,10 +24,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inferstack/inferstack/internal/syncbuf"
 )
 
 // Prometheus is a running Prometheus server.
@@ -39,7 +39,7 @@ type Prometheus struct {
 	ConfigFile string
 
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 }
 
 // LocalVersion is the Prometheus release `make prometheus` builds into .cache.
@@ -85,7 +85,7 @@ func Start(t testing.TB, configYAML string) *Prometheus {
 		t.Fatalf("promtest: %v", err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	p := &Prometheus{URL: "http://" + addr, ConfigFile: cfg, logs: &syncBuffer{}}
+	p := &Prometheus{URL: "http://" + addr, ConfigFile: cfg, logs: &syncbuf.Buffer{}}
 	p.cmd = exec.Command(bin,
 		"--config.file="+cfg,
 		"--web.listen-address="+addr,
@@ -354,21 +354,4 @@ func freePort() (int, error) {
 		return 0, errors.New("find a free port: not a TCP address")
 	}
 	return addr.Port, nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/inferstack/inferstack/internal/syncbuf"
 )
 
 func okServer(t *testing.T) *httptest.Server {
@@ -133,7 +135,7 @@ func TestMetricsEndpointWhileRunning(t *testing.T) {
 	srv := okServer(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		var stdout bytes.Buffer

@@ -1,44 +1,26 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/inferstack/inferstack/internal/syncbuf"
 
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/inferstack/inferstack/tools/deployer/internal/nomadfake"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	fake   *nomadfake.Server
 	d      *Deployer
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *syncbuf.Buffer
+	stderr *syncbuf.Buffer
 }
 
 // newHarness returns a deployer on the test bundle talking to a fresh fake Nomad,
@@ -47,7 +29,7 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	fake := nomadfake.New()
 	t.Cleanup(fake.Close)
-	h := &harness{fake: fake, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	h := &harness{fake: fake, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	d, err := New(ClientOptions{Address: fake.URL}, &Bundle{FS: os.DirFS("testdata/bundle")}, h.stderr, h.stdout,
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

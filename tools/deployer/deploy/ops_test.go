@@ -10,6 +10,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/inferstack/inferstack/internal/syncbuf"
+
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	nomadapi "github.com/hashicorp/nomad/api"
@@ -168,7 +170,7 @@ func TestLogsSplitsLinesAcrossFrames(t *testing.T) {
 	}
 
 	// Follow streams until the context ends, which is not an error.
-	h.stdout = &syncBuffer{}
+	h.stdout = &syncbuf.Buffer{}
 	h.d.Out = h.stdout
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
