@@ -133,10 +133,12 @@ func (s *Server) observeMiddleware(c *gin.Context) {
 	s.metrics.Request(route, status)
 	level := slog.LevelInfo
 	switch {
-	case status >= 500:
-		level = slog.LevelError
 	case route == "/metrics" || route == "/healthz" || route == "/readyz":
-		level = slog.LevelDebug // scraped every few seconds; keep them out of info logs
+		level = slog.LevelDebug // scraped every few seconds (a 503 while starting is expected); keep them out of info logs
+	case status == http.StatusInternalServerError:
+		level = slog.LevelError // a bug: the recovery handler also logs the stack
+	case status >= 500:
+		level = slog.LevelWarn // overload, timeouts, draining: operational, not a bug
 	}
 	// User input (path, query) is passed as attributes: the handler quotes and escapes it.
 	s.log.LogAttrs(c.Request.Context(), level, "http request",
