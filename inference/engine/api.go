@@ -108,10 +108,20 @@ type Config struct {
 	InterOpThreads    int // 0: ONNX Runtime's default
 
 	MaxBatchSize   int           // sequences decoded together per step; 1 disables batching (default 32)
-	MaxBatchTokens int           // prompt tokens prefilled per scheduler step; longer prompts are chunked (default 512)
+	MaxBatchTokens int           // prompt tokens prefilled per scheduler step, padding included; longer prompts are chunked (default 512)
 	MaxQueue       int           // requests waiting for a slot; beyond it Generate returns ErrQueueFull (default 64)
 	QueueTimeout   time.Duration // longest wait for a slot before ErrQueueTimeout (default 30s)
 	MaxNewTokens   int           // upper bound for Request.MaxNewTokens (default: the context length)
+	// BatchWait is how long the scheduler, when no sequence is running (idle, or
+	// the whole batch just finished), waits after a request arrives for more to
+	// arrive before it starts prefilling; it stops early once every free slot is
+	// claimed, and never lasts longer than the latest prefill step took (what a
+	// request that misses the group costs the others). Requests sent together are
+	// then prefilled in one pass and decode in step, instead of interrupting each
+	// other's decoding with their prefills. The wait adds to time to first token
+	// only, and never delays running sequences. Only with batching on (default
+	// 5ms; negative: no wait, which Limits reports as 0).
+	BatchWait time.Duration
 
 	Logger   *slog.Logger // default: slog.Default()
 	Observer Observer     // default: NopObserver

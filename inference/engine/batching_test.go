@@ -337,3 +337,125 @@ func TestEvalLossMatchesExport(t *testing.T) {
 		t.Errorf("EvalLoss(validation.txt) = %.4f, export measured %.4f", loss, *cfg.SampleLoss)
 	}
 }
+
+// TestBatchedPrefillMatchesSequential sends every prompt at once to an idle engine
+// whose BatchWait gathers them: they are prefilled together, left-padded to the
+// longest, in one forward pass, then leave the batch at different steps. Greedy
+// outputs must equal those of prompts run one at a time.
+func TestBatchedPrefillMatchesSequential(t *testing.T) {
+	cases := batchCases()
+	for i := range cases {
+		cases[i].delay = 0
+	}
+	seq := newTestEngine(t, Config{MaxBatchSize: 1})
+	want := make([]Result, len(cases))
+	for i, c := range cases {
+		want[i] = generate(t, seq, c.req)
+	}
+
+	obs := newRecObserver()
+	batched := newTestEngine(t, Config{MaxBatchSize: len(cases), BatchWait: 2 * time.Second, Observer: obs})
+	if !batched.paddedPrefill {
+		t.Fatal("the bundled model failed the padded-prefill check")
+	}
+	start := time.Now()
+	got := runConcurrently(t, batched, cases)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %s: BatchWait must end as soon as every slot is claimed", d)
+	}
+	for i := range cases {
+		if got[i].Text != want[i].Text || got[i].GeneratedTokens != want[i].GeneratedTokens || got[i].FinishReason != want[i].FinishReason {
+			t.Errorf("case %d (%q):\nbatched prefill %q (%d tokens, %s)\nsequential      %q (%d tokens, %s)",
+				i, cases[i].req.Prompt, got[i].Text, got[i].GeneratedTokens, got[i].FinishReason,
+				want[i].Text, want[i].GeneratedTokens, want[i].FinishReason)
+		}
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.steps["prefill"] != 1 || obs.firstOf["prefill"] != len(cases) {
+		t.Errorf("prefill ran %d steps, the first with %d rows; want one step of %d rows", obs.steps["prefill"], obs.firstOf["prefill"], len(cases))
+	}
+	if obs.firstOf["decode"] != len(cases) {
+		t.Errorf("first decode step had %d rows, want all %d", obs.firstOf["decode"], len(cases))
+	}
+}
+
+// TestBatchedPrefillJoinsRunningBatch has groups of prompts join a running batch
+// (each group prefilled together while others decode) and leave it in a different
+// order, with a prefill budget small enough that some groups are split and long
+// prompts are chunked; greedy outputs must not change.
+func TestBatchedPrefillJoinsRunningBatch(t *testing.T) {
+	prompts := append(append([]string(nil), batchPrompts...), batchPrompts...)
+	var cases []genCase
+	for i, p := range prompts {
+		cases = append(cases, genCase{
+			req:   Request{Prompt: p, MaxNewTokens: 3 + (i*5)%17, IgnoreEOS: true},
+			delay: time.Duration(i/4) * 15 * time.Millisecond, // groups of four
+		})
+	}
+	seq := newTestEngine(t, Config{MaxBatchSize: 1, MaxBatchTokens: 24})
+	want := make([]Result, len(cases))
+	for i, c := range cases {
+		want[i] = generate(t, seq, c.req)
+	}
+	obs := newRecObserver()
+	batched := newTestEngine(t, Config{MaxBatchSize: 6, MaxBatchTokens: 24, BatchWait: -1, Observer: obs})
+	got := runConcurrently(t, batched, cases)
+	for i := range cases {
+		if got[i].Text != want[i].Text || got[i].GeneratedTokens != want[i].GeneratedTokens {
+			t.Errorf("case %d (%q):\nbatched    %q (%d tokens)\nsequential %q (%d tokens)",
+				i, cases[i].req.Prompt, got[i].Text, got[i].GeneratedTokens, want[i].Text, want[i].GeneratedTokens)
+		}
+	}
+	if mb := obs.get(func(o *recObserver) int { return o.maxOf["prefill"] }); mb < 2 {
+		t.Errorf("largest prefill batch was %d; the test never prefilled prompts together", mb)
+	}
+}
+
+// TestBatchWait checks that an idle engine waits for requests arriving close
+// together (one prefill, decoding in step) and stops waiting once every slot is
+// claimed, and that with a negative BatchWait the first request starts at once.
+func TestBatchWait(t *testing.T) {
+	run := func(e *Engine, i int, done *sync.WaitGroup) {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			generate(t, e, Request{Prompt: batchPrompts[i], MaxNewTokens: 4, IgnoreEOS: true})
+		}()
+	}
+
+	obs := newRecObserver()
+	e := newTestEngine(t, Config{MaxBatchSize: 3, BatchWait: 5 * time.Second, Observer: obs})
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 3 {
+		run(e, i, &wg)
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("took %s: the wait must end once all 3 slots are claimed", d)
+	}
+	if f := obs.get(func(o *recObserver) int { return o.firstOf["prefill"] }); f != 3 {
+		t.Errorf("with BatchWait, the first prefill had %d rows; want all 3 requests sent 20ms apart", f)
+	}
+
+	// No wait: the first request is admitted alone; holding stepMu keeps the
+	// scheduler from its first prefill until the others are queued behind it.
+	obs = newRecObserver()
+	e = newTestEngine(t, Config{MaxBatchSize: 8, BatchWait: -1, Observer: obs})
+	e.stepMu.Lock()
+	run(e, 0, &wg)
+	waitFor(t, "the first request to be admitted", 5*time.Second, func() bool { return e.Stats().Running == 1 })
+	run(e, 1, &wg)
+	run(e, 2, &wg)
+	waitFor(t, "two requests to queue", 5*time.Second, func() bool { return e.Stats().Waiting == 2 })
+	e.stepMu.Unlock()
+	wg.Wait()
+	if f := obs.get(func(o *recObserver) int { return o.firstOf["prefill"] }); f != 1 {
+		t.Errorf("with no BatchWait, the first prefill had %d rows; want 1", f)
+	}
+	if m := obs.get(func(o *recObserver) int { return o.maxOf["prefill"] }); m != 2 {
+		t.Errorf("the two queued requests were prefilled in batches of at most %d; want one batch of 2", m)
+	}
+}

@@ -24,6 +24,7 @@ const (
 	DefaultMaxBatchTokens = 512
 	DefaultMaxQueue       = 64
 	DefaultQueueTimeout   = 30 * time.Second
+	DefaultBatchWait      = 5 * time.Millisecond
 )
 
 // Stats is a snapshot of the scheduler's occupancy.
@@ -50,6 +51,7 @@ func DefaultConfig() Config {
 		MaxBatchTokens:    DefaultMaxBatchTokens,
 		MaxQueue:          DefaultMaxQueue,
 		QueueTimeout:      DefaultQueueTimeout,
+		BatchWait:         DefaultBatchWait,
 	}
 }
 
@@ -91,6 +93,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.QueueTimeout == 0 {
 		c.QueueTimeout = d.QueueTimeout
 	}
+	switch {
+	case c.BatchWait == 0:
+		c.BatchWait = d.BatchWait
+	case c.BatchWait < 0:
+		c.BatchWait = 0
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -115,6 +123,9 @@ type Engine struct {
 	eos  int // -1: the model has no EOS token
 	// vocab bounds sampled ids: the smaller of the model's and the tokenizer's.
 	vocab int
+	// paddedPrefill: prompts of different lengths may share a prefill pass,
+	// left-padded (checked at load: see checkPaddedPrefill).
+	paddedPrefill bool
 
 	mu       sync.Mutex
 	pending  []*sequence // FIFO of requests waiting for a slot
@@ -218,10 +229,18 @@ func New(cfg Config) (*Engine, error) {
 		TrainingLoss:   mc.TrainingLoss,
 		ValidationLoss: mc.ValidationLoss,
 	}
+	if cfg.MaxBatchSize > 1 {
+		if err := e.checkPaddedPrefill(); err != nil {
+			log.Warn("prompts will be prefilled one at a time", "reason", err)
+		} else {
+			e.paddedPrefill = true
+		}
+	}
 	log.Info("model loaded", "model", filepath.Base(modelPath), "name", mc.Name, "version", mc.Version,
 		"layers", spec.Layers, "heads", spec.Heads, "head_dim", spec.HeadDim, "vocab", spec.Vocab,
 		"context", mc.ContextLength, "onnxruntime", version, "provider", cfg.ExecutionProvider,
-		"max_batch", cfg.MaxBatchSize, "max_batch_tokens", cfg.MaxBatchTokens, "max_queue", cfg.MaxQueue)
+		"max_batch", cfg.MaxBatchSize, "max_batch_tokens", cfg.MaxBatchTokens, "batch_wait", cfg.BatchWait,
+		"padded_prefill", e.paddedPrefill, "max_queue", cfg.MaxQueue)
 	go e.loop()
 	return e, nil
 }
@@ -476,7 +495,9 @@ type sequence struct {
 	admitted  time.Time
 	fed       int    // tokens in the KV cache
 	lastChunk int    // tokens in the latest prefill chunk
-	kv        kvPair // own cache while prefilling
+	kv        kvPair // cache while prefilling: own, or shared by a batched prefill's rows
+	kvRow     int    // the row of kv.cur holding this sequence
+	kvPos     int    // positions per row in kv.cur (the valid ones are the last fed)
 	samp      *sampler
 	dec       *tokenizer.StreamDecoder
 	stop      *stopFilter

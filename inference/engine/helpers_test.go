@@ -84,13 +84,15 @@ type recObserver struct {
 	cancelled int
 	steps     map[string]int
 	maxBatch  int
+	maxOf     map[string]int // largest batch by step kind
+	firstOf   map[string]int // batch of the first step of each kind
 	first     int
 	inter     int
 	generated int
 }
 
 func newRecObserver() *recObserver {
-	return &recObserver{rejected: map[string]int{}, steps: map[string]int{}}
+	return &recObserver{rejected: map[string]int{}, steps: map[string]int{}, maxOf: map[string]int{}, firstOf: map[string]int{}}
 }
 
 func (o *recObserver) Rejected(reason string) {
@@ -107,8 +109,12 @@ func (o *recObserver) Cancelled() {
 
 func (o *recObserver) Step(kind string, batch, _ int, _ time.Duration) {
 	o.mu.Lock()
+	if o.steps[kind] == 0 {
+		o.firstOf[kind] = batch
+	}
 	o.steps[kind]++
 	o.maxBatch = max(o.maxBatch, batch)
+	o.maxOf[kind] = max(o.maxOf[kind], batch)
 	o.mu.Unlock()
 }
 

@@ -46,6 +46,25 @@ func growTo(bufs [][]float32, n, limit int) {
 	}
 }
 
+// reserve makes every buffer of bufs hold at least n floats. A buffer that must
+// grow is replaced by one of max(n, want) floats (contents not kept), so a caller
+// that knows how far a buffer will grow (a batch whose rows have at most r tokens
+// left grows by r positions) allocates once instead of at every 50% of growth: each
+// reallocation of a large cache costs page faults on fresh memory. A buffer more
+// than four times larger than that is shrunk.
+func reserve(bufs [][]float32, n, want int) {
+	want = max(n, want)
+	for k, b := range bufs {
+		c := cap(b)
+		switch {
+		case c < n, c > 4*want && c > 1<<20:
+			bufs[k] = make([]float32, want)
+		default:
+			bufs[k] = b[:c]
+		}
+	}
+}
+
 // rowSource names where one row of a rebuilt batch cache comes from: row `row` of a
 // buffer set laid out with `positions` positions, of which the last `length` are valid.
 type rowSource struct {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBadLibraryPath(t *testing.T) {
@@ -136,8 +137,11 @@ func TestConfigValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxBatchSize != DefaultMaxBatchSize || c.MaxQueue != DefaultMaxQueue || c.MaxBatchTokens != DefaultMaxBatchTokens || c.QueueTimeout != DefaultQueueTimeout || c.ExecutionProvider != "cpu" {
+	if c.MaxBatchSize != DefaultMaxBatchSize || c.MaxQueue != DefaultMaxQueue || c.MaxBatchTokens != DefaultMaxBatchTokens || c.QueueTimeout != DefaultQueueTimeout || c.ExecutionProvider != "cpu" || c.BatchWait != DefaultBatchWait {
 		t.Errorf("defaults %+v", c)
+	}
+	if c, err := (Config{BatchWait: -time.Second}).withDefaults(); err != nil || c.BatchWait != 0 {
+		t.Errorf("negative BatchWait: got %s, %v; want 0 (no wait)", c.BatchWait, err)
 	}
 }
 

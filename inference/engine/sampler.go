@@ -264,18 +264,35 @@ func topKHeap(heap []int32, logits []float32, k, banned int) []int32 {
 // argmax returns the first index of the largest logit (NaN and the banned id never win).
 func (s *sampler) argmax(logits []float32) int {
 	best, bestV := -1, float32(math.Inf(-1))
+	// A comparison with NaN is false, so NaN is never chosen; the banned id is
+	// skipped by scanning around it, which keeps the hot loop to one comparison.
+	if b := s.banned; b >= 0 && b < len(logits) {
+		best, bestV = argmaxFrom(logits[:b], 0, best, bestV)
+		best, bestV = argmaxFrom(logits[b+1:], b+1, best, bestV)
+	} else {
+		best, bestV = argmaxFrom(logits, 0, best, bestV)
+	}
+	if best >= 0 {
+		return best
+	}
+	// Every allowed logit is -Inf or NaN: the first that is not NaN.
 	for i, v := range logits {
-		if i == s.banned || v != v {
-			continue
-		}
-		if best < 0 || v > bestV {
-			best, bestV = i, v
+		if i != s.banned && v == v {
+			return i
 		}
 	}
-	if best < 0 {
-		return 0
+	return 0
+}
+
+// argmaxFrom continues a first-maximum search over xs, whose first element has id
+// base; only values above bestV (strictly) replace the current best.
+func argmaxFrom(xs []float32, base, best int, bestV float32) (int, float32) {
+	for i, v := range xs {
+		if v > bestV {
+			best, bestV = base+i, v
+		}
 	}
-	return best
+	return best, bestV
 }
 
 // sortTopWeighted sorts parallel (id, weight) slices by descending weight, ties by id.

@@ -257,3 +257,45 @@ func TestStopFilter(t *testing.T) {
 		})
 	}
 }
+
+// referenceArgmax is the plain definition greedy sampling must match: the first
+// maximum among the ids that are neither NaN nor banned (an -Inf counts), 0 if none.
+func referenceArgmax(logits []float32, banned int) int {
+	best, bestV := -1, float32(math.Inf(-1))
+	for i, v := range logits {
+		if i == banned || v != v {
+			continue
+		}
+		if best < 0 || v > bestV {
+			best, bestV = i, v
+		}
+	}
+	return max(best, 0)
+}
+
+func TestGreedyMatchesReference(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	r := rand.New(rand.NewPCG(7, 7))
+	for trial := range 2000 {
+		n := 1 + r.IntN(40)
+		l := make([]float32, n)
+		for i := range l {
+			switch r.IntN(8) {
+			case 0:
+				l[i] = nan
+			case 1:
+				l[i] = -inf
+			case 2:
+				l[i] = inf
+			default:
+				l[i] = float32(r.IntN(4)) // many ties
+			}
+		}
+		banned := r.IntN(n+2) - 1 // -1 (none), an id, or one past the end
+		s := newSampler(Request{}, n, banned)
+		var sc sampleScratch
+		if got, want := s.sample(l, &sc), referenceArgmax(l, banned); got != want {
+			t.Fatalf("trial %d: logits %v banned %d: greedy %d, want %d", trial, l, banned, got, want)
+		}
+	}
+}

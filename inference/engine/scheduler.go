@@ -2,21 +2,24 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"time"
 )
 
 // scheduler is the state of the one goroutine that runs the model for live requests.
-// Each iteration it admits waiting requests, prefills them (in chunks of at most
-// MaxBatchTokens prompt tokens per iteration), rebuilds the batch KV cache when
-// sequences joined or left, and runs one batched decode step for every running
-// sequence.
+// Each iteration it admits waiting requests (after a short BatchWait when nothing
+// is running), prefills them (short prompts together in one padded pass, long ones
+// in chunks; at most MaxBatchTokens prompt tokens per iteration), patches the batch
+// KV cache when sequences joined or left, and runs one batched decode step for
+// every running sequence.
 type scheduler struct {
 	e *Engine
 
-	prefilling []*sequence // admitted, prompt not fully in their own cache yet
+	prefilling []*sequence // admitted, prompt not fully prefilled yet
 	joining    []*sequence // prefilled, first token sampled, not yet in the batch
 	rows       []*sequence // the batch, in cache row order
 	cache      kvPair      // the batch's cache, [len(rows), heads, positions, head_dim]
@@ -29,10 +32,17 @@ type scheduler struct {
 	ids, mask, posIDs []int64
 	logits            []float32
 	scratch           []sampleScratch // one per sampling worker
+	group             []*sequence     // prompts of this iteration's batched prefill
+	groupKV           [][]float32     // their present KV, [len(group), heads, width, head_dim]
+	noKV              [][]float32     // empty past tensors
 	toks              []int           // tokens sampled in the last decode step, by row
 	rowSrc            []rowSource
-	kvLimit           int // floats in one KV tensor at MaxBatchSize × context
+	kvLimit           int           // floats in one KV tensor at MaxBatchSize × context
+	lastPrefill       time.Duration // how long the latest prefill step took
 }
+
+// idleRelease is how long an idle scheduler keeps its batch buffers.
+const idleRelease = time.Second
 
 func (e *Engine) loop() {
 	defer close(e.done)
@@ -45,6 +55,9 @@ func (e *Engine) loop() {
 	}
 	lastW, lastR := -1, -1
 	for {
+		if e.cfg.MaxBatchSize > 1 && e.cfg.BatchWait > 0 && s.empty() {
+			e.gather(s.batchWait())
+		}
 		e.mu.Lock()
 		if e.closed {
 			pending := e.pending
@@ -78,11 +91,20 @@ func (e *Engine) loop() {
 			lastW, lastR = w, r
 		}
 		if idle {
-			s.release()
+			// Keep the buffers through short pauses (the next burst reuses them);
+			// let them go when the pause lasts.
+			t := time.NewTimer(idleRelease)
 			select {
 			case <-e.wake:
 			case <-e.quit:
+			case <-t.C:
+				s.release()
+				select {
+				case <-e.wake:
+				case <-e.quit:
+				}
 			}
+			t.Stop()
 			continue
 		}
 		s.iterate()
@@ -95,6 +117,49 @@ func (e *Engine) loop() {
 			e.obs.QueueDepth(w, r)
 			lastW, lastR = w, r
 		}
+	}
+}
+
+// empty reports whether requests are waiting while no sequence holds a slot (the
+// scheduler was idle, or the whole batch just finished): then a short wait delays
+// nobody's decoding, and lets requests sent together start together.
+func (s *scheduler) empty() bool {
+	e := s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.active == 0 && len(e.pending) > 0
+}
+
+// batchWait is how long gather may wait: BatchWait, but no longer than the last
+// prefill step took, since a request that misses the group costs about one
+// separate prefill step (on a small model, a few milliseconds of waiting would
+// cost more than it saves).
+func (s *scheduler) batchWait() time.Duration {
+	if s.lastPrefill > 0 {
+		return min(s.e.cfg.BatchWait, s.lastPrefill)
+	}
+	return s.e.cfg.BatchWait
+}
+
+// gather waits up to d for requests to claim every free slot (see
+// Config.BatchWait).
+func (e *Engine) gather(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for {
+		e.mu.Lock()
+		done := e.closed || len(e.pending) >= e.cfg.MaxBatchSize-e.active
+		e.mu.Unlock()
+		left := time.Until(deadline)
+		if done || left <= 0 {
+			return
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-e.wake:
+		case <-e.quit:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }
 
@@ -123,6 +188,7 @@ func (s *scheduler) iterate() {
 // logits alone can be prompt chunk × vocabulary floats).
 func (s *scheduler) release() {
 	s.ids, s.mask, s.posIDs, s.logits = nil, nil, nil, nil
+	s.groupKV = nil
 	s.cache = newKVPair(s.e.r.kvTensors())
 	s.positions = 0
 	clear(s.rows)
@@ -169,24 +235,40 @@ func (s *scheduler) failAll(err error) {
 	s.leaving = false
 }
 
-// prefill feeds prompt chunks of admitted sequences, oldest first, up to
-// MaxBatchTokens prompt tokens per iteration (always at least one chunk). Chunk
-// boundaries depend only on the prompt length, so the numbers a prompt produces do
-// not depend on what else is queued.
+// prefill feeds the prompts of admitted sequences, oldest first, up to
+// MaxBatchTokens prompt tokens per iteration (always at least one chunk), so that a
+// burst of joiners delays the running batch by a bounded amount. Prompts that fit
+// in one chunk and have not started are prefilled together in one forward pass,
+// left-padded to the longest of them (the budget counts the padded tokens): one
+// large matrix product instead of one per prompt, which on a CPU is several times
+// faster because the weights are read once. Longer prompts go through their own
+// cache in chunks whose boundaries depend only on the prompt length.
 func (s *scheduler) prefill() {
 	e := s.e
 	vocab := e.r.spec.Vocab
-	budget := e.cfg.MaxBatchTokens
-	didWork := false
+	limit := e.cfg.MaxBatchTokens
+	used := 0 // tokens spent on chunks this iteration
+	group, groupLen := s.group[:0], 0
 	kept := s.prefilling[:0]
 	for _, q := range s.prefilling {
-		for !q.finished && q.fed < len(q.prompt) {
-			if q.cancelled() {
-				s.drop(q)
-				break
+		if q.cancelled() {
+			s.drop(q)
+			continue
+		}
+		if s.batchable(q) {
+			n := len(q.prompt)
+			if cost := (len(group) + 1) * max(groupLen, n); used+cost <= limit || used == 0 && len(group) == 0 {
+				group = append(group, q)
+				groupLen = max(groupLen, n)
+			} else {
+				kept = append(kept, q)
 			}
-			chunk := min(e.cfg.MaxBatchTokens, len(q.prompt)-q.fed)
-			if didWork && chunk > budget {
+			continue
+		}
+		for !q.finished && q.fed < len(q.prompt) {
+			spent := used + len(group)*groupLen
+			chunk := min(limit, len(q.prompt)-q.fed)
+			if spent > 0 && spent+chunk > limit {
 				break
 			}
 			if err := s.prefillChunk(q, chunk); err != nil {
@@ -194,8 +276,7 @@ func (s *scheduler) prefill() {
 				s.fail(q, fmt.Errorf("engine: prefill: %w", err))
 				break
 			}
-			budget -= chunk
-			didWork = true
+			used += chunk
 		}
 		if q.finished {
 			continue
@@ -205,19 +286,95 @@ func (s *scheduler) prefill() {
 			continue
 		}
 		// Prompt complete: the last position of the last chunk gives the first token.
-		last := s.logits[(q.lastChunk-1)*vocab : q.lastChunk*vocab]
-		s.start(q)
-		tok := q.samp.sample(last, &s.scratch[0])
-		e.obs.GeneratedTokens(1)
-		s.accept(q, tok, time.Now())
-		if q.finished {
-			q.kv = kvPair{}
-		} else {
-			s.joining = append(s.joining, q)
-		}
+		s.firstToken(q, s.logits[(q.lastChunk-1)*vocab:q.lastChunk*vocab])
 	}
 	clear(s.prefilling[len(kept):])
 	s.prefilling = kept
+	if len(group) > 0 {
+		if err := s.prefillBatch(group, groupLen); err != nil {
+			e.log.Error("batched prefill failed", "batch", len(group), "tokens", groupLen, "err", err)
+			for _, q := range group {
+				s.fail(q, fmt.Errorf("engine: prefill: %w", err))
+			}
+		} else {
+			for i, q := range group {
+				row := (i+1)*groupLen - 1
+				s.firstToken(q, s.logits[row*vocab:(row+1)*vocab])
+			}
+		}
+	}
+	clear(group)
+	s.group = group[:0]
+}
+
+// batchable reports whether q's prompt can go through a batched prefill: it has not
+// started and fits in one chunk, and the model computes padded rows correctly.
+func (s *scheduler) batchable(q *sequence) bool {
+	return s.e.paddedPrefill && q.fed == 0 && len(q.prompt) <= s.e.cfg.MaxBatchTokens
+}
+
+// firstToken samples a sequence's first token from the logits of its prompt's last
+// position and moves it to the joiners.
+func (s *scheduler) firstToken(q *sequence, logits []float32) {
+	s.start(q)
+	tok := q.samp.sample(logits, &s.scratch[0])
+	s.e.obs.GeneratedTokens(1)
+	s.accept(q, tok, time.Now())
+	if q.finished {
+		q.kv = kvPair{}
+	} else {
+		s.joining = append(s.joining, q)
+	}
+}
+
+// prefillBatch runs the whole prompts of group through one forward pass, each row
+// left-padded to width tokens (padding is masked out and gets position 0). The
+// rows' caches are the rows of s.groupKV until rebuild copies them into the batch,
+// in the same iteration; s.logits receives [len(group), width, vocab].
+func (s *scheduler) prefillBatch(group []*sequence, width int) error {
+	e := s.e
+	b := len(group)
+	s.ids = growInt64(s.ids, b*width)
+	s.posIDs = growInt64(s.posIDs, b*width)
+	s.mask = growInt64(s.mask, b*width)
+	tokens := 0
+	for i, q := range group {
+		n := len(q.prompt)
+		tokens += n
+		pad := width - n
+		ids, pos, mask := s.ids[i*width:(i+1)*width], s.posIDs[i*width:(i+1)*width], s.mask[i*width:(i+1)*width]
+		for j := range width {
+			if j < pad {
+				ids[j], pos[j], mask[j] = 0, 0, 0
+			} else {
+				ids[j], pos[j], mask[j] = int64(q.prompt[j-pad]), int64(j-pad), 1
+			}
+		}
+	}
+	s.logits = growFloat32(s.logits, b*width*e.r.spec.Vocab)
+	if s.groupKV == nil {
+		s.groupKV = make([][]float32, e.r.kvTensors())
+		s.noKV = make([][]float32, e.r.kvTensors())
+	}
+	growTo(s.groupKV, e.r.kvLen(b, width), e.r.kvLen(1, e.cfg.MaxBatchTokens))
+	t0 := time.Now()
+	err := e.r.run(&forward{
+		b: b, s: width, past: 0,
+		ids: s.ids, mask: s.mask, positions: s.posIDs,
+		pastKV: s.noKV, presentKV: s.groupKV, logits: s.logits,
+	})
+	if err != nil {
+		return err
+	}
+	s.lastPrefill = time.Since(t0)
+	e.obs.Step("prefill", b, tokens, s.lastPrefill)
+	for i, q := range group {
+		q.kv = kvPair{cur: s.groupKV}
+		q.kvRow, q.kvPos = i, width
+		q.fed = len(q.prompt)
+		q.lastChunk = len(q.prompt)
+	}
+	return nil
 }
 
 // start prepares a sequence's sampler and text state when its prompt is in.
@@ -263,8 +420,10 @@ func (s *scheduler) prefillChunk(q *sequence, n int) error {
 	if err != nil {
 		return err
 	}
-	e.obs.Step("prefill", 1, n, time.Since(t0))
+	s.lastPrefill = time.Since(t0)
+	e.obs.Step("prefill", 1, n, s.lastPrefill)
 	q.kv.swap()
+	q.kvRow, q.kvPos = 0, total
 	q.fed = total
 	q.lastChunk = n
 	return nil
@@ -295,11 +454,11 @@ func (s *scheduler) rebuild() {
 	}
 	for _, q := range s.joining {
 		rows = append(rows, q)
-		s.rowSrc = append(s.rowSrc, rowSource{bufs: q.kv.cur, row: 0, positions: q.fed, length: q.fed})
+		s.rowSrc = append(s.rowSrc, rowSource{bufs: q.kv.cur, row: q.kvRow, positions: q.kvPos, length: q.fed})
 		p = max(p, q.fed)
 	}
 	if len(rows) > 0 {
-		growTo(s.cache.next, e.r.kvLen(len(rows), p), s.kvLimit)
+		reserve(s.cache.next, e.r.kvLen(len(rows), p), s.kvWant(rows, p))
 		gatherRows(s.cache.next, s.rowSrc, sp.Heads, sp.HeadDim, p)
 		s.cache.swap()
 	}
@@ -355,7 +514,7 @@ func (s *scheduler) rebuildInPlace() bool {
 		} else {
 			rows = append(rows, q)
 		}
-		src := []rowSource{{bufs: q.kv.cur, row: 0, positions: q.fed, length: q.fed}}
+		src := []rowSource{{bufs: q.kv.cur, row: q.kvRow, positions: q.kvPos, length: q.fed}}
 		dst := make([][]float32, len(s.cache.cur))
 		for k, buf := range s.cache.cur {
 			dst[k] = buf[j*rowLen : (j+1)*rowLen]
@@ -387,6 +546,19 @@ func (s *scheduler) rebuildInPlace() bool {
 	return true
 }
 
+// kvWant is the size of one KV tensor of the batch rows when it reaches its
+// largest before its membership changes: p positions now, growing by one per step
+// until the row with the most tokens left finishes.
+func (s *scheduler) kvWant(rows []*sequence, p int) int {
+	left := 0
+	for _, q := range rows {
+		if !q.finished {
+			left = max(left, q.maxNew-q.generated)
+		}
+	}
+	return min(s.e.r.kvLen(len(rows), min(p+left, s.e.mc.ContextLength)), s.kvLimit)
+}
+
 // decode runs one batched decode step: every row feeds its last token at its own
 // next position; padding columns are masked out.
 func (s *scheduler) decode() {
@@ -410,7 +582,7 @@ func (s *scheduler) decode() {
 		}
 	}
 	s.logits = growFloat32(s.logits, b*sp.Vocab)
-	growTo(s.cache.next, e.r.kvLen(b, p+1), s.kvLimit)
+	reserve(s.cache.next, e.r.kvLen(b, p+1), s.kvWant(s.rows, p+1))
 	t0 := time.Now()
 	err := e.r.run(&forward{
 		b: b, s: 1, past: p,
@@ -554,4 +726,43 @@ func (s *scheduler) sampleRows() {
 		}()
 	}
 	wg.Wait()
+}
+
+// checkPaddedPrefill verifies, on the loaded model, that a left-padded row of a
+// batched prefill gives the same last-position logits as the same prompt alone.
+// A graph whose attention turns a fully masked padding query into NaN (and so
+// poisons the real rows through the cache) fails it, and the engine then prefills
+// prompts one at a time.
+func (e *Engine) checkPaddedPrefill() error {
+	sp := e.r.spec
+	if !sp.HasPositionIDs {
+		return errors.New("the model has no position_ids input")
+	}
+	vocab := sp.Vocab
+	t1, t2, t3 := int64(1%vocab), int64(2%vocab), int64(3%vocab)
+	run := func(b, width int, ids, mask, pos []int64) ([]float32, error) {
+		present := make([][]float32, e.r.kvTensors())
+		growTo(present, e.r.kvLen(b, width), e.r.kvLen(b, width))
+		logits := make([]float32, b*width*vocab)
+		err := e.r.run(&forward{b: b, s: width, ids: ids, mask: mask, positions: pos,
+			pastKV: make([][]float32, e.r.kvTensors()), presentKV: present, logits: logits})
+		return logits, err
+	}
+	alone, err := run(1, 2, []int64{t1, t2}, []int64{1, 1}, []int64{0, 1})
+	if err != nil {
+		return fmt.Errorf("check padded prefill: %w", err)
+	}
+	// Row 0 is the same two tokens after one padding column; row 1 is three tokens.
+	padded, err := run(2, 3, []int64{0, t1, t2, t1, t2, t3}, []int64{0, 1, 1, 1, 1, 1}, []int64{0, 0, 1, 0, 1, 2})
+	if err != nil {
+		return fmt.Errorf("check padded prefill: %w", err)
+	}
+	want, got := alone[vocab:2*vocab], padded[2*vocab:3*vocab]
+	for i := range want {
+		w, g := float64(want[i]), float64(got[i])
+		if math.IsNaN(g) || math.IsInf(g, 0) || math.Abs(w-g) > 1e-3*(1+math.Abs(w)) {
+			return fmt.Errorf("a left-padded row's logits differ from the unpadded prompt's (token %d: %g vs %g)", i, g, w)
+		}
+	}
+	return nil
 }
