@@ -115,6 +115,10 @@ test: deps ort gpt2-vocab prometheus build ## run every test (unit, integration 
 bench: ort ## benchmark tables (see README, "Benchmarks")
 	$(GO) run ./tools/bench
 
+.PHONY: bench-quick
+bench-quick: ort ## the benchmark at concurrency 1 and 16 only (~1.5 minutes)
+	$(GO) run ./tools/bench --quick
+
 .PHONY: bench-loadtest
 bench-loadtest: ## load generator vs wrk vs Locust, requests/s per core (needs wrk, python3-locust)
 	loadtest/bench/compare.sh

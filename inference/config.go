@@ -147,7 +147,7 @@ func parseConfig(args []string, env envLookup, stderr io.Writer) (config, error)
 
 	b.str(&c.Addr, "addr", "INFERENCE_ADDR", ":8000", "listen address, host:port")
 	b.str(&c.ModelDir, "model-dir", "INFERENCE_MODEL_DIR", paths.modelDir, "model directory (Optimum decoder layout: model.onnx, config.json, tokenizer.json)")
-	b.str(&c.ORTLib, "ort-lib", "ORT_LIB", paths.ortLib, "path to libonnxruntime.so (1.24.x); `make ort` fetches it")
+	b.str(&c.ORTLib, "ort-lib", "ORT_LIB", paths.ortLib, "path to libonnxruntime.so (1.24.x); make ort fetches it")
 	b.str(&c.ExecutionProvider, "execution-provider", "INFERENCE_EXECUTION_PROVIDER", "cpu", "ONNX Runtime execution provider: cpu or cuda")
 	b.int(&c.CUDADevice, "cuda-device", "INFERENCE_CUDA_DEVICE", 0, "CUDA device id (with --execution-provider cuda)")
 	b.int(&c.IntraOpThreads, "intra-op-threads", "INFERENCE_INTRA_OP_THREADS", 0, "ONNX Runtime intra-op threads; 0 = one per core")
