@@ -88,7 +88,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		r.closedLoop(stopCtx)
 	}
 	elapsed := time.Since(start)
-	abort() // everything has returned; release the grace goroutine
+	// Why issuing ended, decided before stop(): a pacer that ends its own schedule
+	// returns with stopCtx still live ("done").
+	by := stoppedBy(ctx, stopCtx, r.limitReached.Load())
+	stop()  // release the grace goroutine's wait on stopCtx (the schedule may have ended by itself)
+	abort() // everything has returned; end the grace period
 	if o.Client == nil {
 		client.CloseIdleConnections()
 	}
@@ -99,7 +103,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		o.Metrics.Users.Set(0)
 		o.Metrics.TargetRate.Set(0)
 	}
-	sum := r.rec.summary(r.mode(), elapsed, stoppedBy(ctx, stopCtx, r.limitReached.Load()))
+	sum := r.rec.summary(r.mode(), elapsed, by)
 	sum.Seed = o.Seed
 	sum.Weights = o.Weights
 	o.Logger.Info("load test finished", "requests", sum.Total.Requests, "errors", sum.Total.Errors, "elapsed", elapsed.Round(time.Millisecond))

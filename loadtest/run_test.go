@@ -460,3 +460,31 @@ func TestSeriesFoldsShortTail(t *testing.T) {
 		t.Errorf("first point rate %v, want 1", first.RPS)
 	}
 }
+
+// A pacer that ends its own schedule ends the run at once (no duration, no request
+// limit), reporting "done" rather than waiting for a signal.
+func TestPacerEndingScheduleEndsRun(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"generated_tokens":1}`))
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pacer := PacerFunc(func(hits uint64) (time.Duration, bool) {
+		if hits >= 5 {
+			return 0, true
+		}
+		return time.Millisecond, false
+	})
+	start := time.Now()
+	sum, err := Run(ctx, Options{Targets: newTargets(t, srv), Weights: only(ScenarioBasic), Pacer: pacer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Run took %s after a 5-request schedule ended", took)
+	}
+	if sum.Total.Requests != 5 || sum.StoppedBy != "done" {
+		t.Errorf("requests %d, stopped by %q; want 5, done", sum.Total.Requests, sum.StoppedBy)
+	}
+}
