@@ -95,6 +95,9 @@ func (s *Server) engineError(ctx context.Context, c *gin.Context, err error) err
 			// The client went away. The engine counted the cancellation.
 			return errClientGone
 		}
+	case errors.Is(err, errClientGone):
+		// emit could not write (the client stopped reading or left); the engine counted the cancellation.
+		return errClientGone
 	default:
 		s.log.Error("generation failed", slog.String("request_id", requestID(c)), slog.Any("error", err))
 		return &APIError{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "generation failed; see the server log for request id " + requestID(c), Reason: telemetry.ReasonInternal}

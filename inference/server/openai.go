@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"time"
@@ -270,8 +271,11 @@ func (s *Server) streamCompletion(c *gin.Context, start time.Time, req engine.Re
 		}
 		chunk := base
 		chunk.Choices = []completionChoice{{Text: d.Text}}
-		writeErr = send(chunk)
-		return writeErr
+		if writeErr = send(chunk); writeErr != nil {
+			// The client stopped reading or went away: not a server failure.
+			return fmt.Errorf("%w: %w", errClientGone, writeErr)
+		}
+		return nil
 	}
 	res, err := s.generate(c, req, emit)
 	if err != nil {
