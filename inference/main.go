@@ -173,7 +173,17 @@ func run(args []string, env envLookup, stderr io.Writer, signals <-chan os.Signa
 	select {
 	case sig = <-signals:
 	case err := <-served:
-		return err // the listener failed
+		// The listener failed: leave Consul now rather than sit there critical until
+		// DeregisterCriticalServiceAfter.
+		srv.BeginDrain()
+		if registrar != nil {
+			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if derr := registrar.Deregister(dctx); derr != nil {
+				log.Warn("consul deregistration failed", slog.Any("error", derr))
+			}
+			cancel()
+		}
+		return err
 	}
 
 	// Shutdown, in the order issue 3 describes. A second signal abandons it.
