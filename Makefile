@@ -31,6 +31,9 @@ PROM_DIR      := $(CACHE)/prometheus-$(PROM_VERSION)
 PROMETHEUS_BIN := $(PROM_DIR)/prometheus
 PROMTOOL_BIN   := $(PROM_DIR)/promtool
 
+# go-nvml's header marks some NVML calls deprecated; keep cgo builds quiet about it.
+CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
+export CGO_CFLAGS
 export ORT_LIB
 export GPT2_ENCODER_DIR := $(GPT2ENC_DIR)
 export PROMETHEUS_BIN
