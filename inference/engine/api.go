@@ -68,7 +68,9 @@ type InputError struct {
 func (e *InputError) Error() string { return fmt.Sprintf("%s: %s", e.Param, e.Msg) }
 
 // Observer receives the engine's measurements where they happen, once each.
-// telemetry implements it on Prometheus; NopObserver discards.
+// telemetry implements it on Prometheus; NopObserver discards. Methods are called
+// from the engine's goroutines, some while it holds internal locks: they must be
+// fast, must not block, and must not call back into the Engine.
 type Observer interface {
 	QueueWait(d time.Duration)
 	FirstToken(d time.Duration)

@@ -85,11 +85,13 @@ func (e *Engine) loop() {
 		}
 		w, r := len(e.pending), e.active
 		idle := r == 0
-		e.mu.Unlock()
 		if w != lastW || r != lastR {
+			// Published under e.mu, like Generate's and unqueue's, so an older
+			// snapshot never overwrites a newer one.
 			e.obs.QueueDepth(w, r)
 			lastW, lastR = w, r
 		}
+		e.mu.Unlock()
 		if idle {
 			// Keep the buffers through short pauses (the next burst reuses them);
 			// let them go when the pause lasts.
@@ -112,9 +114,9 @@ func (e *Engine) loop() {
 			e.mu.Lock()
 			e.active -= s.retired
 			w, r := len(e.pending), e.active
+			e.obs.QueueDepth(w, r)
 			e.mu.Unlock()
 			s.retired = 0
-			e.obs.QueueDepth(w, r)
 			lastW, lastR = w, r
 		}
 	}
