@@ -4,7 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -111,7 +112,7 @@ func Evaluate(name string, opts Options) (*Job, error) {
 			return nil, err
 		}
 	}
-	for _, k := range sortedKeys(opts.Vars) {
+	for _, k := range slices.Sorted(maps.Keys(opts.Vars)) {
 		v, ok := job.Variables[k]
 		if !ok {
 			return nil, fmt.Errorf("%s: -var %s: undefined variable", name, k)
@@ -202,7 +203,7 @@ func applyVarFile(vars map[string]*Variable, name string) error {
 	if diags.HasErrors() {
 		return fmt.Errorf("%s: %w", name, diags)
 	}
-	for _, k := range sortedKeys(attrs) {
+	for _, k := range slices.Sorted(maps.Keys(attrs)) {
 		a := attrs[k]
 		v, ok := vars[k]
 		if !ok {
@@ -274,7 +275,7 @@ func evalLocals(blocks []*hcl.Block, ctx *hcl.EvalContext) error {
 	locals := map[string]cty.Value{}
 	for len(pending) > 0 {
 		progressed := false
-		for _, k := range sortedKeys(pending) {
+		for _, k := range slices.Sorted(maps.Keys(pending)) {
 			a := pending[k]
 			ready := true
 			for _, t := range a.Expr.Variables() {
@@ -299,7 +300,7 @@ func evalLocals(blocks []*hcl.Block, ctx *hcl.EvalContext) error {
 			progressed = true
 		}
 		if !progressed {
-			return fmt.Errorf("locals %v: undefined or cyclic references", sortedKeys(pending))
+			return fmt.Errorf("locals %v: undefined or cyclic references", slices.Sorted(maps.Keys(pending)))
 		}
 	}
 	ctx.Variables["local"] = cty.ObjectVal(locals)
@@ -458,15 +459,6 @@ func functions(allowFS bool) map[string]function.Function {
 		"split":      stdlib.SplitFunc,
 		"trimspace":  stdlib.TrimSpaceFunc,
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Get returns the first nested block of the given type (and labels, when given), or nil.

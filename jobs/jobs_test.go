@@ -377,7 +377,7 @@ func TestLoadtestJob(t *testing.T) {
 
 func mapValues(m map[string]string) []string {
 	var out []string
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		out = append(out, m[k])
 	}
 	return out

@@ -78,7 +78,7 @@ func collectParams(v *validator, rawQuery, contentType string, body []byte, know
 	if err != nil {
 		return nil, &APIError{Status: http.StatusBadRequest, Code: CodeInvalidParameter, Message: "malformed query string: " + err.Error(), Check: CheckQuery, Reason: telemetry.ReasonValidation}
 	}
-	for _, name := range sortedKeys(q) {
+	for _, name := range slices.Sorted(maps.Keys(q)) {
 		if !known[name] {
 			return nil, unknownParam(name)
 		}
@@ -100,7 +100,7 @@ func collectParams(v *validator, rawQuery, contentType string, body []byte, know
 		return nil, e
 	}
 	v.pass(CheckJSON)
-	for _, name := range sortedKeys(obj) {
+	for _, name := range slices.Sorted(maps.Keys(obj)) {
 		if !known[name] {
 			return nil, unknownParam(name)
 		}
@@ -117,9 +117,6 @@ func collectParams(v *validator, rawQuery, contentType string, body []byte, know
 	v.pass(CheckUnknownParam)
 	return ps, nil
 }
-
-// sortedKeys makes error messages deterministic when several parameters are wrong.
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 func unknownParam(name string) *APIError {
 	shown := name

@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -42,13 +44,13 @@ func explainGroup(name string, tg *nomadapi.TaskGroup, m *nomadapi.AllocationMet
 		return fmt.Sprintf("group %q: cannot be placed", name)
 	}
 	var why []string
-	for _, reason := range sortedKeys(m.ConstraintFiltered) {
+	for _, reason := range slices.Sorted(maps.Keys(m.ConstraintFiltered)) {
 		why = append(why, constraintReason(reason, tg))
 	}
-	for _, reason := range sortedKeys(m.ClassFiltered) {
+	for _, reason := range slices.Sorted(maps.Keys(m.ClassFiltered)) {
 		why = append(why, fmt.Sprintf("node class %s filtered", reason))
 	}
-	for _, dim := range sortedKeys(m.DimensionExhausted) {
+	for _, dim := range slices.Sorted(maps.Keys(m.DimensionExhausted)) {
 		why = append(why, dimensionReason(dim, tg))
 	}
 	for _, q := range m.QuotaExhausted {
@@ -85,7 +87,7 @@ func noNodesReason(m *nomadapi.AllocationMetric) string {
 		return fmt.Sprintf("no ready client node in node pool %q of the job's datacenters", pool)
 	}
 	var dcs []string
-	for _, dc := range sortedKeys(m.NodesAvailable) {
+	for _, dc := range slices.Sorted(maps.Keys(m.NodesAvailable)) {
 		dcs = append(dcs, fmt.Sprintf("%s: %d", dc, m.NodesAvailable[dc]))
 	}
 	return fmt.Sprintf("no ready client node in node pool %q (available per datacenter: %s)", pool, strings.Join(dcs, ", "))
@@ -93,7 +95,7 @@ func noNodesReason(m *nomadapi.AllocationMetric) string {
 
 func filterKinds(m *nomadapi.AllocationMetric) string {
 	var kinds []string
-	for _, reason := range sortedKeys(m.ConstraintFiltered) {
+	for _, reason := range slices.Sorted(maps.Keys(m.ConstraintFiltered)) {
 		switch reason {
 		case "missing devices":
 			kinds = append(kinds, "device")
@@ -132,7 +134,7 @@ func constraintReason(reason string, tg *nomadapi.TaskGroup) string {
 	case "missing compatible host volumes":
 		var vols []string
 		if tg != nil {
-			for _, name := range sortedKeys(tg.Volumes) {
+			for _, name := range slices.Sorted(maps.Keys(tg.Volumes)) {
 				if v := tg.Volumes[name]; v != nil && v.Type == "host" {
 					vols = append(vols, fmt.Sprintf("%q", v.Source))
 				}
@@ -239,7 +241,7 @@ func groupSum(tg *nomadapi.TaskGroup, f func(*nomadapi.Resources) *int) int {
 // the last events of each task that failed or restarted.
 func ExplainTaskStates(states map[string]*nomadapi.TaskState, maxEvents int) []string {
 	var lines []string
-	for _, name := range sortedKeys(states) {
+	for _, name := range slices.Sorted(maps.Keys(states)) {
 		st := states[name]
 		if st == nil {
 			continue
@@ -282,15 +284,6 @@ func describeEvent(ev *nomadapi.TaskEvent) string {
 		ts = time.Unix(0, ev.Time).UTC().Format("15:04:05") + " "
 	}
 	return fmt.Sprintf("%s%s: %s", ts, ev.Type, msg)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func dedupe(in []string) []string {

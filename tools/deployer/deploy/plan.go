@@ -3,6 +3,8 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	nomadapi "github.com/hashicorp/nomad/api"
@@ -35,7 +37,7 @@ func (d *Deployer) Plan(ctx context.Context, jobs []string) error {
 		}
 		d.outf("job %q: %s (check-index %d)", pj.id(), change, plan.JobModifyIndex)
 		if plan.Annotations != nil {
-			for _, g := range sortedKeys(plan.Annotations.DesiredTGUpdates) {
+			for _, g := range slices.Sorted(maps.Keys(plan.Annotations.DesiredTGUpdates)) {
 				d.outf("  group %q: %s", g, describeUpdates(plan.Annotations.DesiredTGUpdates[g]))
 			}
 		}

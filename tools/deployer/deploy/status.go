@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -212,7 +214,7 @@ func (d *Deployer) consulInstances(ctx context.Context, rep *StatusReport) strin
 		return fmt.Sprintf("does not answer at %s: %v", d.ConsulAddress, err)
 	}
 	for i := range rep.Jobs {
-		for _, name := range sortedKeys(services) {
+		for _, name := range slices.Sorted(maps.Keys(services)) {
 			if name != rep.Jobs[i].ID && name != d.HealthService {
 				continue
 			}

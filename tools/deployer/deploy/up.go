@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -384,7 +386,7 @@ func (d *Deployer) followRollback(ctx context.Context, jobID string, failed *nom
 
 func groupProgress(dep *nomadapi.Deployment) string {
 	var parts []string
-	for _, g := range sortedKeys(dep.TaskGroups) {
+	for _, g := range slices.Sorted(maps.Keys(dep.TaskGroups)) {
 		st := dep.TaskGroups[g]
 		p := fmt.Sprintf("group %s: %d/%d placed, %d healthy, %d unhealthy", g, st.PlacedAllocs, st.DesiredTotal, st.HealthyAllocs, st.UnhealthyAllocs)
 		if st.DesiredCanaries > 0 {
@@ -481,7 +483,7 @@ func (d *Deployer) allocReasons(ctx context.Context, a *nomadapi.AllocationListS
 
 func failingChecks(checks nomadapi.AllocCheckStatuses) []string {
 	var lines []string
-	for _, id := range sortedKeys(checks) {
+	for _, id := range slices.Sorted(maps.Keys(checks)) {
 		c := checks[id]
 		if c.Status == "success" {
 			continue

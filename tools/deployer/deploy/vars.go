@@ -2,7 +2,9 @@ package deploy
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -103,7 +105,7 @@ func (v *Variables) For(job string, declared map[string]bool) string {
 		}
 	}
 	var b strings.Builder
-	for _, n := range sortedKeys(final) {
+	for _, n := range slices.Sorted(maps.Keys(final)) {
 		fmt.Fprintf(&b, "%s = %s\n", n, final[n])
 	}
 	return b.String()
