@@ -15,12 +15,13 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/inferstack/inferstack/grafana"
 )
@@ -72,6 +73,15 @@ func Inline(name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read job: %w", err)
 	}
+	return InlineFiles(name, src, readFile)
+}
+
+// InlineFiles returns src, the job file name, with every file("literal/path") call
+// replaced by the content of that file as an HCL string literal. readFile resolves a
+// path: relative paths are joined to name's directory first. Calls Nomad's server
+// cannot evaluate without file system access (fileset, filebase64, fileexists,
+// abspath, pathexpand, or file() of a non-literal path) are errors naming the line.
+func InlineFiles(name string, src []byte, readFile func(path string) ([]byte, error)) ([]byte, error) {
 	f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("parse %s: %w", name, diags)
@@ -81,67 +91,88 @@ func Inline(name string) ([]byte, error) {
 		text       string
 	}
 	var repls []repl
-	var walkErr error
-	_ = hclsyntax.VisitAll(f.Body.(*hclsyntax.Body), func(n hclsyntax.Node) hcl.Diagnostics {
+	var firstErr error
+	diags = hclsyntax.VisitAll(f.Body.(*hclsyntax.Body), func(n hclsyntax.Node) hcl.Diagnostics {
 		call, ok := n.(*hclsyntax.FunctionCallExpr)
-		if !ok || call.Name != "file" || walkErr != nil {
+		if !ok || firstErr != nil {
+			return nil
+		}
+		switch call.Name {
+		case "fileset", "filebase64", "fileexists", "abspath", "pathexpand":
+			firstErr = fmt.Errorf("%s: %s() is not supported: the Nomad server parses job specs without file system access; use file() with a literal path",
+				call.Range(), call.Name)
+			return nil
+		case "file":
+		default:
 			return nil
 		}
 		if len(call.Args) != 1 {
-			walkErr = fmt.Errorf("%s: file() takes one argument", call.Range())
+			firstErr = fmt.Errorf("%s: file() takes one argument", call.Range())
 			return nil
 		}
-		arg, diags := call.Args[0].Value(nil)
-		if diags.HasErrors() {
-			walkErr = fmt.Errorf("%s: file() argument must be a literal string to inline", call.Range())
+		v, d := call.Args[0].Value(nil)
+		if d.HasErrors() || !v.IsKnown() || v.IsNull() || v.Type() != cty.String {
+			firstErr = fmt.Errorf("%s: file() needs a literal path (no variables): it is inlined because the Nomad server parses job specs without file system access",
+				call.Range())
 			return nil
 		}
-		b, err := readFile(arg.AsString())
+		rel := v.AsString()
+		target := path.Clean(rel)
+		if !path.IsAbs(rel) {
+			target = path.Clean(path.Join(path.Dir(name), rel))
+		}
+		content, err := readFile(target)
 		if err != nil {
-			walkErr = fmt.Errorf("%s: %w", call.Range(), err)
+			firstErr = fmt.Errorf("%s: file(%q): %w", call.Range(), rel, err)
 			return nil
 		}
 		r := call.Range()
-		repls = append(repls, repl{r.Start.Byte, r.End.Byte, quoteHCL(string(b))})
+		repls = append(repls, repl{start: r.Start.Byte, end: r.End.Byte, text: QuoteHCL(string(content))})
 		return nil
 	})
-	if walkErr != nil {
-		return nil, walkErr
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("%s: %w", name, diags)
 	}
 	sort.Slice(repls, func(i, j int) bool { return repls[i].start > repls[j].start })
-	out := append([]byte(nil), src...)
+	out := slices.Clone(src)
 	for _, r := range repls {
-		out = append(out[:r.start], append([]byte(r.text), out[r.end:]...)...)
+		out = slices.Concat(out[:r.start], []byte(r.text), out[r.end:])
 	}
 	return out, nil
 }
 
-var templateSeq = regexp.MustCompile(`([$%])\{`)
-
-// quoteHCL writes s as a quoted HCL string whose value is exactly s: escapes for quotes,
-// backslashes and control characters, and "${" / "%{" doubled so HCL does not read them
-// as template sequences.
-func quoteHCL(s string) string {
+// QuoteHCL returns s as an HCL quoted string literal whose value is exactly s:
+// backslashes, quotes and control characters are escaped, and so are the template
+// sequences "${" and "%{".
+func QuoteHCL(s string) string {
 	var b strings.Builder
+	b.Grow(len(s) + 16)
 	b.WriteByte('"')
-	for _, r := range s {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
+		case c == '\\':
 			b.WriteString(`\\`)
-		case r == '\n':
+		case c == '"':
+			b.WriteString(`\"`)
+		case c == '\n':
 			b.WriteString(`\n`)
-		case r == '\r':
+		case c == '\r':
 			b.WriteString(`\r`)
-		case r == '\t':
+		case c == '\t':
 			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\u%04x`, r)
+		case (c == '$' || c == '%') && i+1 < len(s) && s[i+1] == '{':
+			b.WriteByte(c)
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, `\u%04x`, c)
 		default:
-			b.WriteRune(r)
+			b.WriteByte(c)
 		}
 	}
 	b.WriteByte('"')
-	return templateSeq.ReplaceAllString(b.String(), "$1$1{")
+	return b.String()
 }

@@ -479,12 +479,12 @@ func templates(t *testing.T, j *Job) []string {
 
 func TestQuoteHCL(t *testing.T) {
 	for _, s := range []string{"", "plain", "a \"quoted\" \\ path\n\ttab", "${x} %{if} $${y} %%{z}", "{{ $labels.instance }}", "ctl\x01\x7f", "ünïcode ✓"} {
-		got, err := evalStringAttr([]byte("v = " + quoteHCL(s) + "\n"))
+		got, err := evalStringAttr([]byte("v = " + QuoteHCL(s) + "\n"))
 		if err != nil {
 			t.Fatalf("%q: %v", s, err)
 		}
 		if got != s {
-			t.Errorf("quoteHCL round trip: got %q, want %q", got, s)
+			t.Errorf("QuoteHCL round trip: got %q, want %q", got, s)
 		}
 	}
 }

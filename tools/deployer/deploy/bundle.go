@@ -3,14 +3,14 @@ package deploy
 import (
 	"fmt"
 	"io/fs"
-	"path"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/inferstack/inferstack/jobs"
+
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
-	"github.com/zclconf/go-cty/cty"
 )
 
 // JobFileSuffix is how the name of a job specification file ends.
@@ -161,104 +161,14 @@ func (b *Bundle) Load(name string) (*JobSource, error) {
 			err = Errorf(KindInput, "inline the files of %s: %w", p, err)
 		}
 	} else {
-		inlined, err = inlineFiles(b.readFile, p, src, body)
+		inlined, err = jobs.InlineFiles(p, src, b.readFile)
+		if err != nil {
+			err = Errorf(KindInput, "%w", err)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	js.HCL = string(inlined)
 	return js, nil
-}
-
-// inlineFiles replaces every file("literal/path") call in src (parsed as body) with
-// the content of that file, relative to the job file's directory inside fsys.
-func inlineFiles(readFile func(string) ([]byte, error), p string, src []byte, body *hclsyntax.Body) ([]byte, error) {
-	type repl struct {
-		start, end int
-		text       string
-	}
-	var repls []repl
-	var firstErr error
-	diags := hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
-		call, ok := n.(*hclsyntax.FunctionCallExpr)
-		if !ok || firstErr != nil {
-			return nil
-		}
-		if call.Name == "fileset" || call.Name == "filebase64" || call.Name == "fileexists" || call.Name == "abspath" || call.Name == "pathexpand" {
-			firstErr = Errorf(KindInput, "%s: %s() is not supported: the Nomad server parses job specs without file system access; use file() with a literal path",
-				call.Range(), call.Name)
-			return nil
-		}
-		if call.Name != "file" {
-			return nil
-		}
-		if len(call.Args) != 1 {
-			firstErr = Errorf(KindInput, "%s: file() takes one argument", call.Range())
-			return nil
-		}
-		v, d := call.Args[0].Value(nil)
-		if d.HasErrors() || !v.IsKnown() || v.IsNull() || v.Type() != cty.String {
-			firstErr = Errorf(KindInput, "%s: file() needs a literal path (no variables): the deployer inlines it because the Nomad server parses job specs without file system access",
-				call.Range())
-			return nil
-		}
-		rel := v.AsString()
-		target := path.Clean(rel)
-		if !path.IsAbs(rel) {
-			target = path.Clean(path.Join(path.Dir(p), rel))
-		}
-		content, err := readFile(target)
-		if err != nil {
-			firstErr = Errorf(KindInput, "%s: file(%q): %w", call.Range(), rel, err)
-			return nil
-		}
-		r := call.Range()
-		repls = append(repls, repl{start: r.Start.Byte, end: r.End.Byte, text: QuoteHCL(string(content))})
-		return nil
-	})
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if diags.HasErrors() {
-		return nil, Errorf(KindInput, "%s: %s", p, diags.Error())
-	}
-	sort.Slice(repls, func(i, j int) bool { return repls[i].start > repls[j].start })
-	out := slices.Clone(src)
-	for _, r := range repls {
-		out = slices.Concat(out[:r.start], []byte(r.text), out[r.end:])
-	}
-	return out, nil
-}
-
-// QuoteHCL returns s as an HCL quoted string literal whose value is exactly s:
-// backslashes, quotes and control characters are escaped, and so are the template
-// sequences "${" and "%{".
-func QuoteHCL(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 16)
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\':
-			b.WriteString(`\\`)
-		case c == '"':
-			b.WriteString(`\"`)
-		case c == '\n':
-			b.WriteString(`\n`)
-		case c == '\r':
-			b.WriteString(`\r`)
-		case c == '\t':
-			b.WriteString(`\t`)
-		case (c == '$' || c == '%') && i+1 < len(s) && s[i+1] == '{':
-			b.WriteByte(c)
-			b.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, `\u%04x`, c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }

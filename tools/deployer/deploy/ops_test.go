@@ -10,6 +10,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/inferstack/inferstack/jobs"
+
 	"github.com/inferstack/inferstack/internal/syncbuf"
 
 	"github.com/hashicorp/hcl/v2"
@@ -26,13 +28,13 @@ func TestQuoteHCLRoundTrip(t *testing.T) {
 		"${template} and %{directive} stay literal", "$${already escaped} %%{too}", "$ alone, % alone, {braces}",
 		"unicode: é, 日本, \u2028", "control \x01 \x7f", "ends with $", "ends with %",
 	} {
-		expr, diags := hclsyntax.ParseExpression([]byte(QuoteHCL(s)), "q", hcl.InitialPos)
+		expr, diags := hclsyntax.ParseExpression([]byte(jobs.QuoteHCL(s)), "q", hcl.InitialPos)
 		if diags.HasErrors() {
-			t.Fatalf("QuoteHCL(%q) = %s does not parse: %v", s, QuoteHCL(s), diags)
+			t.Fatalf("jobs.QuoteHCL(%q) = %s does not parse: %v", s, jobs.QuoteHCL(s), diags)
 		}
 		v, diags := expr.Value(nil)
 		if diags.HasErrors() {
-			t.Fatalf("QuoteHCL(%q) does not evaluate: %v", s, diags)
+			t.Fatalf("jobs.QuoteHCL(%q) does not evaluate: %v", s, diags)
 		}
 		if got := v.AsString(); got != s {
 			t.Errorf("QuoteHCL round trip: got %q, want %q", got, s)

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/inferstack/inferstack/jobs"
+
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
@@ -84,7 +86,7 @@ func (v *Variables) Set(arg string) error {
 	if !hclsyntax.ValidIdentifier(name) || (job != "" && !hclsyntax.ValidIdentifier(job)) {
 		return Errorf(KindInput, "--var %q: %q is not a valid variable name", arg, name)
 	}
-	expr := QuoteHCL(value)
+	expr := jobs.QuoteHCL(value)
 	if t := strings.TrimSpace(value); strings.HasPrefix(t, "[") || strings.HasPrefix(t, "{") {
 		if _, diags := hclsyntax.ParseExpression([]byte(t), "--var "+name, hcl.InitialPos); diags.HasErrors() {
 			return Errorf(KindInput, "--var %s: %s", name, diags.Error())
