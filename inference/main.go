@@ -169,27 +169,8 @@ func run(args []string, env envLookup, stderr io.Writer, signals <-chan os.Signa
 		go registrar.Run(regCtx)
 	}
 
-	var sig os.Signal
-	select {
-	case sig = <-signals:
-	case err := <-served:
-		// The listener failed: leave Consul now rather than sit there critical until
-		// DeregisterCriticalServiceAfter.
-		srv.BeginDrain()
-		if registrar != nil {
-			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if derr := registrar.Deregister(dctx); derr != nil {
-				log.Warn("consul deregistration failed", slog.Any("error", derr))
-			}
-			cancel()
-		}
-		return err
-	}
-
-	// Shutdown, in the order issue 3 describes. A second signal abandons it.
-	log.Info("shutting down", slog.String("signal", sig.String()))
-	done := make(chan error, 1)
-	go func() {
+	// leave turns readiness off and takes the instance out of Consul.
+	leave := func() {
 		srv.BeginDrain()
 		if registrar != nil {
 			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -199,6 +180,23 @@ func run(args []string, env envLookup, stderr io.Writer, signals <-chan os.Signa
 			cancel()
 			stopRegistrar()
 		}
+	}
+
+	var sig os.Signal
+	select {
+	case sig = <-signals:
+	case err := <-served:
+		// The listener failed: leave Consul now rather than sit there critical until
+		// DeregisterCriticalServiceAfter.
+		leave()
+		return err
+	}
+
+	// Shutdown, in the order issue 3 describes. A second signal abandons it.
+	log.Info("shutting down", slog.String("signal", sig.String()))
+	done := make(chan error, 1)
+	go func() {
+		leave()
 		if cfg.ShutdownDelay > 0 {
 			log.Info("waiting for routers to notice", slog.Duration("shutdown_delay", cfg.ShutdownDelay))
 			time.Sleep(cfg.ShutdownDelay)
