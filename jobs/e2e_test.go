@@ -1,7 +1,6 @@
 package jobs_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,9 +11,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/inferstack/inferstack/internal/syncbuf"
 
 	consulapi "github.com/hashicorp/consul/api"
 
@@ -316,22 +316,11 @@ func freeAddr(t *testing.T) string {
 
 type process struct {
 	cmd  *exec.Cmd
-	mu   sync.Mutex
-	buf  bytes.Buffer
+	out  syncbuf.Buffer // stdout and stderr
 	done chan struct{}
 }
 
-func (p *process) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.buf.Write(b)
-}
-
-func (p *process) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.buf.String()
-}
+func (p *process) logs() string { return p.out.String() }
 
 func (p *process) exited() bool {
 	select {
@@ -348,7 +337,7 @@ func startProcess(ctx context.Context, t *testing.T, name, path string, args ...
 	t.Helper()
 	p := &process{done: make(chan struct{})}
 	p.cmd = exec.CommandContext(ctx, path, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	p.cmd.Cancel = func() error { return p.cmd.Process.Signal(os.Interrupt) }
 	p.cmd.WaitDelay = 10 * time.Second
 	if err := p.cmd.Start(); err != nil {

@@ -112,7 +112,7 @@ func (d *Deployer) runDispatched(ctx context.Context, src *JobSource, resp *noma
 
 	// Follow stderr (the generator's progress) while the task runs; once it is
 	// done, print its whole stdout (the text summary, written at the end).
-	started, err := d.waitAllocStarted(ctx, alloc.ID)
+	started, err := d.waitAlloc(ctx, alloc.ID, allocStarted)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func (d *Deployer) runDispatched(ctx context.Context, src *JobSource, resp *noma
 		sctx, stopStream := context.WithCancel(ctx)
 		streamDone := make(chan error, 1)
 		go func() { streamDone <- d.streamLog(sctx, started, task, "stderr", true, "", d.Progress) }()
-		final, err = d.waitAllocDone(ctx, alloc.ID)
+		final, err = d.waitAlloc(ctx, alloc.ID, allocDone)
 		if err != nil {
 			stopStream()
 			<-streamDone
@@ -276,8 +276,8 @@ func (d *Deployer) waitFirstAlloc(ctx context.Context, jobID string) (*nomadapi.
 	}
 }
 
-// waitAllocStarted blocks until the allocation has left the pending state.
-func (d *Deployer) waitAllocStarted(ctx context.Context, allocID string) (*nomadapi.Allocation, error) {
+// waitAlloc blocks (blocking queries) until the allocation satisfies until.
+func (d *Deployer) waitAlloc(ctx context.Context, allocID string, until func(*nomadapi.Allocation) bool) (*nomadapi.Allocation, error) {
 	var index uint64
 	for {
 		a, meta, err := d.Nomad.Allocations().Info(allocID, qo(ctx, index, blockingWait))
@@ -285,11 +285,13 @@ func (d *Deployer) waitAllocStarted(ctx context.Context, allocID string) (*nomad
 			return nil, d.apiErr(ctx, "allocation "+shortID(allocID), err)
 		}
 		index = meta.LastIndex
-		if a.ClientStatus != "pending" {
+		if until(a) {
 			return a, nil
 		}
 	}
 }
+
+func allocStarted(a *nomadapi.Allocation) bool { return a.ClientStatus != "pending" }
 
 func allocDone(a *nomadapi.Allocation) bool {
 	switch a.ClientStatus {
@@ -301,21 +303,6 @@ func allocDone(a *nomadapi.Allocation) bool {
 
 func isCtxErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-}
-
-// waitAllocDone blocks until the allocation is complete, failed or lost.
-func (d *Deployer) waitAllocDone(ctx context.Context, allocID string) (*nomadapi.Allocation, error) {
-	var index uint64
-	for {
-		a, meta, err := d.Nomad.Allocations().Info(allocID, qo(ctx, index, blockingWait))
-		if err != nil {
-			return nil, d.apiErr(ctx, "allocation "+shortID(allocID), err)
-		}
-		index = meta.LastIndex
-		if allocDone(a) {
-			return a, nil
-		}
-	}
 }
 
 // stopDispatched stops a dispatched job after an interrupt, so that no load keeps
