@@ -18,6 +18,7 @@ const (
 	CodeInvalidJSON          = "invalid_json"
 	CodeUnsupportedMediaType = "unsupported_media_type"
 	CodeBodyTooLarge         = "body_too_large"
+	CodeHeadersTooLarge      = "headers_too_large"
 	CodeBodyTimeout          = "body_read_timeout"
 	CodePromptTooLong        = "prompt_too_long"
 	CodeUnprocessable        = "unprocessable"

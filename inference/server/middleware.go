@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"sort"
@@ -37,7 +38,7 @@ func (s *Server) routes() *gin.Engine {
 	// No proxy is trusted: the logged client address is the connection's peer, never
 	// a spoofable X-Forwarded-For.
 	_ = r.SetTrustedProxies(nil)
-	r.Use(s.requestIDMiddleware, s.observeMiddleware, s.recoverMiddleware)
+	r.Use(s.requestIDMiddleware, s.observeMiddleware, s.recoverMiddleware, s.headerSizeMiddleware)
 
 	open := r.Group("/")
 	open.GET("/", s.handleRoot)
@@ -173,6 +174,45 @@ func (s *Server) recoverMiddleware(c *gin.Context) {
 		s.writeError(c, &APIError{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error; see the server log for request id " + requestID(c), Reason: telemetry.ReasonInternal})
 	}()
 	c.Next()
+}
+
+// headerSizeMiddleware answers a JSON 431 when the request line and headers, as
+// parsed, are over MaxHeaderBytes. net/http's own limit is set higher (headerHardLimit)
+// because it answers in plain text, before any handler runs.
+func (s *Server) headerSizeMiddleware(c *gin.Context) {
+	if n := requestHeadSize(c.Request); n > s.cfg.MaxHeaderBytes {
+		c.Header("Connection", "close")
+		s.writeError(c, &APIError{Status: http.StatusRequestHeaderFieldsTooLarge, Code: CodeHeadersTooLarge,
+			Message: fmt.Sprintf("request line and headers are %d bytes; the limit is %d (--max-header-bytes)", n, s.cfg.MaxHeaderBytes),
+			Reason:  telemetry.ReasonTooLarge})
+		return
+	}
+	c.Next()
+}
+
+// requestHeadSize is the size of r's request line and header block as HTTP/1.1 would
+// send them ("Name: value\r\n" per value, Host included), without optional whitespace.
+func requestHeadSize(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	if r.Host != "" {
+		n += len("Host: ") + len(r.Host) + 2
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n + 2
+}
+
+// headerHardLimit is net/http's MaxHeaderBytes for a configured limit: four times it,
+// at least 1 MiB (net/http's default), so that everything between the two gets the
+// JSON 431 and only absurd requests get net/http's plain-text one.
+func headerHardLimit(limit int) int {
+	if limit > math.MaxInt/4 {
+		return limit
+	}
+	return max(4*limit, 1<<20)
 }
 
 // authMiddleware requires "Authorization: Bearer <token>" when a token is configured.

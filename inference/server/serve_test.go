@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/inferstack/inferstack/inference/telemetry"
 )
 
 // startServe runs s.Serve on a loopback port and returns its base URL, a function that
@@ -149,5 +154,59 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		if !strings.Contains(w.Body.String(), "\n"+name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+}
+
+// A request whose line and headers are over MaxHeaderBytes gets a JSON 431 in the
+// route family's shape and a closed connection; one under it is served.
+func TestHeaderLimitAnswersJSON431(t *testing.T) {
+	s, m := newTestServer(t, Config{MaxHeaderBytes: 8 << 10}, newFake())
+	base, _, _ := startServe(t, s)
+	get := func(path string, pad int) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Pad", strings.Repeat("a", pad))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	if resp, body := get("/healthz", 6<<10); resp.StatusCode != http.StatusOK {
+		t.Fatalf("6 KiB of headers under an 8 KiB limit: %d %s", resp.StatusCode, body)
+	}
+	resp, body := get("/healthz", 10<<10)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || !resp.Close ||
+		!strings.Contains(resp.Header.Get("Content-Type"), "application/json") ||
+		!strings.Contains(body, `"code":"headers_too_large"`) || !strings.Contains(body, "the limit is 8192") {
+		t.Fatalf("10 KiB of headers: %d close=%v %q %s", resp.StatusCode, resp.Close, resp.Header.Get("Content-Type"), body)
+	}
+	resp, body = get("/v1/models", 10<<10)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || !strings.Contains(body, `"type":"invalid_request_error"`) {
+		t.Fatalf("OpenAI route: %d %s", resp.StatusCode, body)
+	}
+	if got := testutil.ToFloat64(m.Failures.WithLabelValues(telemetry.ReasonTooLarge)); got != 2 {
+		t.Errorf("too_large failures = %v, want 2", got)
+	}
+	// Past net/http's own limit (4x, at least 1 MiB) the answer is its plain-text 431.
+	if resp, _ := get("/healthz", 2<<20); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("2 MiB of headers: %d, want 431", resp.StatusCode)
+	}
+}
+
+func TestRequestHeadSize(t *testing.T) {
+	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(
+		"GET /infer?prompt=hi HTTP/1.1\r\nHost: example\r\nX-A: 1\r\nX-A: 22\r\n\r\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = len("GET /infer?prompt=hi HTTP/1.1\r\nHost: example\r\nX-A: 1\r\nX-A: 22\r\n\r\n")
+	if got := requestHeadSize(req); got != want {
+		t.Errorf("requestHeadSize = %d, want %d", got, want)
 	}
 }

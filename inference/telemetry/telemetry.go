@@ -47,9 +47,7 @@ const (
 const (
 	ReasonValidation   = "validation"
 	ReasonTooLarge     = "too_large"
-	ReasonUnsupported  = "unsupported_media_type"
 	ReasonUnauthorized = "unauthorized"
-	ReasonNotFound     = "not_found"
 	ReasonQueueFull    = "queue_full"
 	ReasonQueueTimeout = "queue_timeout"
 	ReasonDraining     = "draining"
