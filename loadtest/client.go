@@ -52,17 +52,26 @@ type worker struct {
 	res    result
 	header http.Header
 	jsonCT http.Header
+	auth   string // Authorization header value ("" = none)
 }
 
-func newWorker(c *http.Client, ft *fastTransport) *worker {
-	return &worker{
+// newWorker returns a worker; auth, when not empty, is sent as the Authorization
+// header of every request.
+func newWorker(c *http.Client, ft *fastTransport, auth string) *worker {
+	w := &worker{
 		client: c,
 		ft:     ft,
+		auth:   auth,
 		wbuf:   make([]byte, 0, 1024),
 		buf:    make([]byte, 8<<10),
 		header: http.Header{"User-Agent": {"inferstack-loadtest"}},
 		jsonCT: http.Header{"User-Agent": {"inferstack-loadtest"}, "Content-Type": {"application/json"}, "Accept": {"text/event-stream"}},
 	}
+	if auth != "" {
+		w.header["Authorization"] = []string{auth}
+		w.jsonCT["Authorization"] = []string{auth}
+	}
+	return w
 }
 
 // close releases the worker's fast-path connection.

@@ -85,7 +85,7 @@ func (w *worker) closeFast() {
 func (w *worker) doFast(ctx context.Context, t Target, s *spec, start, intended time.Time) *result {
 	res := &w.res
 	*res = result{scenario: s.scenario, gaps: res.gaps[:0]}
-	w.wbuf = appendRequest(w.wbuf[:0], s, t.Host)
+	w.wbuf = appendRequest(w.wbuf[:0], s, t.Host, w.auth)
 	sent := time.Now()
 	deadline := sent.Add(w.ft.timeout)
 	var err error
@@ -141,14 +141,19 @@ func (w *worker) dial(ctx context.Context, host string, deadline time.Time) erro
 }
 
 // appendRequest serialises the request line and headers (no body: the fast path is
-// only used for body-less requests).
-func appendRequest(b []byte, s *spec, host string) []byte {
+// only used for body-less requests); auth, when set, is the Authorization header.
+func appendRequest(b []byte, s *spec, host, auth string) []byte {
 	b = append(b, s.method...)
 	b = append(b, ' ')
 	b = append(b, s.pathQuery...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, host...)
 	b = append(b, "\r\nUser-Agent: inferstack-loadtest\r\n"...)
+	if auth != "" {
+		b = append(b, "Authorization: "...)
+		b = append(b, auth...)
+		b = append(b, "\r\n"...)
+	}
 	if s.method == "POST" {
 		b = append(b, "Content-Length: 0\r\n"...)
 	}

@@ -125,13 +125,13 @@ func TestFastPathBadResponses(t *testing.T) {
 
 // Both clients must agree on the request they send.
 func TestFastPathRequestBytes(t *testing.T) {
-	got := string(appendRequest(nil, &spec{method: "POST", pathQuery: "/infer?prompt=a+b&max_length=8"}, "h:1"))
-	want := "POST /infer?prompt=a+b&max_length=8 HTTP/1.1\r\nHost: h:1\r\nUser-Agent: inferstack-loadtest\r\nContent-Length: 0\r\n\r\n"
+	got := string(appendRequest(nil, &spec{method: "POST", pathQuery: "/infer?prompt=a+b&max_length=8"}, "h:1", "Bearer t0k"))
+	want := "POST /infer?prompt=a+b&max_length=8 HTTP/1.1\r\nHost: h:1\r\nUser-Agent: inferstack-loadtest\r\nAuthorization: Bearer t0k\r\nContent-Length: 0\r\n\r\n"
 	if got != want {
 		t.Errorf("request\n%q\nwant\n%q", got, want)
 	}
 	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(got)))
-	if err != nil || req.URL.Query().Get("prompt") != "a b" || req.URL.Query().Get("max_length") != "8" {
+	if err != nil || req.URL.Query().Get("prompt") != "a b" || req.URL.Query().Get("max_length") != "8" || req.Header.Get("Authorization") != "Bearer t0k" {
 		t.Errorf("net/http reads it as %+v, %v", req, err)
 	}
 }

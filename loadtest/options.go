@@ -37,6 +37,7 @@ type Options struct {
 	StreamModel  string // "model" field of the streaming request; omitted when empty
 	IgnoreEOS    bool   // streaming requests ask for exactly StreamLength tokens (ignore_eos)
 	Seed         uint64 // makes the request sequence reproducible (0: DefaultSeed)
+	AuthToken    string // sent as "Authorization: Bearer <token>" on every request ("" = none)
 
 	// Closed loop (Pacer == nil): Users users, started at SpawnRate per second, each
 	// waiting a uniform random think time in [ThinkMin, ThinkMax] between requests
@@ -55,7 +56,7 @@ type Options struct {
 	Duration  time.Duration // stop issuing after this long (0: no limit)
 	Requests  uint64        // stop issuing after this many requests (0: no limit)
 	Timeout   time.Duration // per request
-	StopGrace time.Duration // after the stop, in-flight requests get this long before they are cancelled
+	StopGrace time.Duration // after the stop, in-flight requests get this long before they are cancelled (negative: none)
 
 	BucketWidth time.Duration // initial time-series bucket width
 	MaxBuckets  int           // time-series bucket cap
@@ -154,7 +155,7 @@ func (o *Options) validate() error {
 	if o.MaxInFlight < 1 {
 		add("max in-flight %d: must be >= 1", o.MaxInFlight)
 	}
-	if o.Duration < 0 || o.Timeout < 0 || o.StopGrace < 0 || o.BucketWidth < 0 {
+	if o.Duration < 0 || o.Timeout < 0 || o.BucketWidth < 0 {
 		add("durations must not be negative")
 	}
 	if o.MaxBuckets < 2 {

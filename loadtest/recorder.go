@@ -193,6 +193,12 @@ func (r *recorder) addUsers(d int64) {
 	if r.metrics != nil {
 		r.metrics.Users.Set(float64(n))
 	}
+	if d > 0 { // the time series shows each bucket's most users, from the first one on
+		r.mu.Lock()
+		b := r.ts.at(time.Since(r.start))
+		b.users = max(b.users, int(n))
+		r.mu.Unlock()
+	}
 }
 
 // sample notes the load level for the time series (called about once a second).

@@ -89,6 +89,7 @@ func formatCounts(m map[string]uint64) string {
 func WriteJSON(w io.Writer, s *Summary, thresholds []ThresholdResult) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // thresholds hold < and >
 	return enc.Encode(struct {
 		*Summary
 		Thresholds []ThresholdResult `json:"thresholds,omitempty"`

@@ -61,6 +61,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	start := time.Now()
 	r := &runner{o: &o, mix: m, client: client, ft: ft, rec: newRecorder(start, o.BucketWidth, o.MaxBuckets, o.Metrics),
 		start: start, stop: stop, reqCtx: reqCtx}
+	if o.AuthToken != "" {
+		r.auth = "Bearer " + o.AuthToken
+	}
 	rate0 := 0.0
 	if o.Pacer != nil {
 		rate0 = o.Pacer.Rate(0)
@@ -131,6 +134,7 @@ type runner struct {
 	start  time.Time
 	stop   context.CancelFunc
 	reqCtx context.Context
+	auth   string // Authorization header value ("" = none)
 
 	issued       atomic.Uint64
 	limitReached atomic.Bool
@@ -186,8 +190,9 @@ func (r *runner) tick(done <-chan struct{}) {
 	}
 }
 
-// send performs one request and records it.
-func (r *runner) send(w *worker, s *spec, intended time.Time) {
+// send performs one request, records it and returns its result (valid until the
+// worker's next request).
+func (r *runner) send(w *worker, s *spec, intended time.Time) *result {
 	t, err := r.o.Targets.Next()
 	r.rec.addInFlight(1)
 	var res *result
@@ -204,6 +209,7 @@ func (r *runner) send(w *worker, s *spec, intended time.Time) {
 	if res.kind != errNone && res.kind != errStatus {
 		r.o.Logger.Debug("request failed", "scenario", s.scenario.String(), "kind", res.kind.String(), "err", res.detail)
 	}
+	return res
 }
 
 // openLoop sends requests when the pacer says they are due, from a pool of up to
@@ -222,7 +228,7 @@ func (r *runner) openLoop(ctx context.Context) {
 	defer timer.Stop()
 	workerLoop := func(first job) {
 		defer wg.Done()
-		w := newWorker(r.client, r.ft)
+		w := newWorker(r.client, r.ft, r.auth)
 		defer w.close()
 		j := first
 		for {
@@ -278,6 +284,10 @@ loop:
 	wg.Wait()
 }
 
+// noTargetWait is how long a closed-loop user waits after its targeter had no server
+// to offer (no passing Consul instance) before it tries again.
+const noTargetWait = time.Second
+
 // closedLoop runs Users users, started at SpawnRate per second. Each user has its own
 // seeded generator (seed, user number), so its sequence of requests is reproducible.
 func (r *runner) closedLoop(ctx context.Context) {
@@ -312,19 +322,26 @@ spawn:
 
 func (r *runner) user(ctx context.Context, id uint64) {
 	rng := rand.New(rand.NewPCG(r.o.Seed, id+1))
-	w := newWorker(r.client, r.ft)
+	w := newWorker(r.client, r.ft, r.auth)
 	defer w.close()
 	var think *time.Timer
 	for ctx.Err() == nil && r.take() {
 		sc := r.mix.pickScenario(rng)
 		s := r.mix.build(sc, rng)
-		r.send(w, &s, time.Now())
-		if sc == ScenarioRapid || r.o.ThinkMax <= 0 {
+		res := r.send(w, &s, time.Now())
+		var d time.Duration
+		switch {
+		case res.kind == errNoTarget:
+			// Nothing was sent: wait for the target list to recover instead of spinning
+			// (each attempt is still counted, once per user per noTargetWait).
+			d = noTargetWait
+		case sc == ScenarioRapid || r.o.ThinkMax <= 0:
 			continue
-		}
-		d := r.o.ThinkMin
-		if span := r.o.ThinkMax - r.o.ThinkMin; span > 0 {
-			d += time.Duration(rng.Int64N(int64(span) + 1))
+		default:
+			d = r.o.ThinkMin
+			if span := r.o.ThinkMax - r.o.ThinkMin; span > 0 {
+				d += time.Duration(rng.Int64N(int64(span) + 1))
+			}
 		}
 		if think == nil {
 			think = time.NewTimer(d)

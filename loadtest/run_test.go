@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -486,5 +487,95 @@ func TestPacerEndingScheduleEndsRun(t *testing.T) {
 	}
 	if sum.Total.Requests != 5 || sum.StoppedBy != "done" {
 		t.Errorf("requests %d, stopped by %q; want 5, done", sum.Total.Requests, sum.StoppedBy)
+	}
+}
+
+// With AuthToken every request carries the bearer token: the fast path (basic,
+// metrics) and net/http (stream) alike.
+func TestAuthTokenSentOnEveryPath(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	fs := &fakeServer{chunks: 2}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path+" "+r.Header.Get("Authorization")]++
+		mu.Unlock()
+		fs.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	sum, err := Run(context.Background(), Options{Targets: newTargets(t, srv), Users: 2, Requests: 60, AuthToken: "s3cret",
+		Weights: Weights{ScenarioBasic: 1, ScenarioMetrics: 1, ScenarioStream: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Total.Errors != 0 {
+		t.Fatalf("%d errors: %+v", sum.Total.Errors, sum.Scenarios)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range []string{"/infer", "/metrics", "/v1/completions"} {
+		if seen[p+" Bearer s3cret"] == 0 {
+			t.Errorf("no %s request with the token; seen %v", p, seen)
+		}
+	}
+	for k := range seen {
+		if !strings.HasSuffix(k, " Bearer s3cret") {
+			t.Errorf("a request without the token: %q", k)
+		}
+	}
+}
+
+// emptyTargets never has a server to offer, as Consul with no passing instance.
+type emptyTargets struct{}
+
+func (emptyTargets) Next() (Target, error) { return Target{}, ErrNoTarget }
+
+// A closed-loop user with no target counts the attempt and waits noTargetWait instead
+// of spinning (which recorded millions of attempts a second).
+func TestClosedLoopNoTargetWaits(t *testing.T) {
+	sum, err := Run(context.Background(), Options{Targets: emptyTargets{}, Users: 4, SpawnRate: 1000, Duration: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 4 users, one attempt each at 0 s and 1 s.
+	if sum.Total.Requests < 4 || sum.Total.Requests > 8 || sum.Total.Errors != sum.Total.Requests {
+		t.Errorf("%d attempts, %d errors in 1.5 s with 4 users; want 4-8, all errors", sum.Total.Requests, sum.Total.Errors)
+	}
+}
+
+// The first time-series point shows the users started in it, not the zero sampled
+// before they started.
+func TestSeriesUsersFromFirstBucket(t *testing.T) {
+	srv := httptest.NewServer(&fakeServer{})
+	defer srv.Close()
+	sum, err := Run(context.Background(), Options{Targets: newTargets(t, srv), Users: 3, SpawnRate: 100,
+		Weights: only(ScenarioMetrics), Duration: 300 * time.Millisecond, ThinkMin: 10 * time.Millisecond, ThinkMax: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Series.Points) == 0 || sum.Series.Points[0].Users != 3 {
+		t.Errorf("series %+v; want 3 users in the first point", sum.Series.Points)
+	}
+}
+
+// A negative StopGrace (the CLI's --stop-grace 0) cancels in-flight requests at the stop.
+func TestNoStopGrace(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	start := time.Now()
+	sum, err := Run(context.Background(), Options{Targets: newTargets(t, srv), Users: 2, SpawnRate: 100,
+		Duration: 200 * time.Millisecond, StopGrace: -1, Weights: only(ScenarioMetrics)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > time.Second || sum.Aborted != 2 {
+		t.Errorf("took %s with %d aborted; want the 2 hanging requests cancelled at the 200ms stop", el, sum.Aborted)
 	}
 }

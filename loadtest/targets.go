@@ -97,6 +97,7 @@ type ConsulTargets struct {
 	tag     string
 	scheme  string
 	wait    time.Duration
+	answer  time.Duration
 	log     *slog.Logger
 
 	list atomic.Pointer[[]Target]
@@ -117,8 +118,12 @@ type ConsulOptions struct {
 	Tag     string        // only instances with this tag ("" = any)
 	Scheme  string        // scheme to reach instances ("" = http)
 	Refresh time.Duration // longest wait of each blocking query (0 = 10s)
-	Config  *consul.Config
-	Logger  *slog.Logger
+	// AnswerTimeout bounds how long a query may go unanswered beyond its blocking wait
+	// (and Consul's jitter of up to wait/16), so a hung agent is an error, not a hang
+	// (0 = 10s).
+	AnswerTimeout time.Duration
+	Config        *consul.Config
+	Logger        *slog.Logger
 }
 
 // NewConsulTargets queries Consul once (failing if it cannot, or if no instance
@@ -141,6 +146,7 @@ func NewConsulTargets(ctx context.Context, o ConsulOptions) (*ConsulTargets, err
 		tag:     o.Tag,
 		scheme:  o.Scheme,
 		wait:    o.Refresh,
+		answer:  o.AnswerTimeout,
 		log:     o.Logger,
 		done:    make(chan struct{}),
 	}
@@ -149,6 +155,9 @@ func NewConsulTargets(ctx context.Context, o ConsulOptions) (*ConsulTargets, err
 	}
 	if ct.wait <= 0 {
 		ct.wait = 10 * time.Second
+	}
+	if ct.answer <= 0 {
+		ct.answer = 10 * time.Second
 	}
 	if ct.log == nil {
 		ct.log = slog.New(slog.DiscardHandler)
@@ -169,9 +178,18 @@ func NewConsulTargets(ctx context.Context, o ConsulOptions) (*ConsulTargets, err
 
 // refresh runs one (blocking, when index > 0) health query and stores the result.
 func (ct *ConsulTargets) refresh(ctx context.Context, index uint64) (uint64, error) {
-	q := (&consul.QueryOptions{WaitIndex: index, WaitTime: ct.wait}).WithContext(ctx)
+	limit := ct.answer
+	if index > 0 {
+		limit += ct.wait + ct.wait/16
+	}
+	qctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	q := (&consul.QueryOptions{WaitIndex: index, WaitTime: ct.wait}).WithContext(qctx)
 	entries, meta, err := ct.health.Service(ct.service, ct.tag, true, q)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("no answer from the Consul agent within %s", limit)
+		}
 		return index, fmt.Errorf("consul health of service %q: %w", ct.service, err)
 	}
 	list := make([]Target, 0, len(entries))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -192,5 +193,34 @@ func TestConsulTargetsErrors(t *testing.T) {
 	}
 	if _, err := NewConsulTargets(context.Background(), ConsulOptions{Service: "other", Config: cfg}); err == nil || !strings.Contains(err.Error(), "consul health") {
 		t.Errorf("err = %v, want a consul health error", err)
+	}
+}
+
+// An agent that accepts the connection and never answers is an error after
+// AnswerTimeout, not a hang.
+func TestConsulTargetsHungAgent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // hold it open, say nothing
+		}
+	}()
+	cfg := consul.DefaultConfig()
+	cfg.Address = ln.Addr().String()
+	start := time.Now()
+	_, err = NewConsulTargets(context.Background(), ConsulOptions{Service: "inference", Config: cfg, AnswerTimeout: 200 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "no answer from the Consul agent within 200ms") {
+		t.Errorf("err = %v, want no answer within 200ms", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("took %s", el)
 	}
 }

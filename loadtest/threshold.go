@@ -3,6 +3,7 @@ package loadtest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -26,11 +27,11 @@ import (
 // Operators: < <= > >=. A threshold on data the run does not have (a scenario that
 // sent nothing, ttft without streams) fails, saying so.
 type Threshold struct {
-	Raw      string
-	Scenario string // "" for all scenarios together
-	Metric   string
-	Op       string
-	Value    float64 // seconds for durations, a fraction for error_rate
+	Raw      string  `json:"threshold"`
+	Scenario string  `json:"scenario,omitempty"` // "" for all scenarios together
+	Metric   string  `json:"metric"`
+	Op       string  `json:"op"`
+	Value    float64 `json:"value"` // seconds for durations, a fraction for error_rate
 	duration bool
 }
 
@@ -70,26 +71,32 @@ func ParseThreshold(raw string) (Threshold, error) {
 		t.Value, t.duration = d.Seconds(), true
 	case "ratio":
 		if p, ok := strings.CutSuffix(val, "%"); ok {
-			f, err := strconv.ParseFloat(p, 64)
-			if err != nil {
+			f, ok := parseFinite(p)
+			if !ok {
 				return t, fmt.Errorf("threshold %q: %q is not a percentage", raw, val)
 			}
 			t.Value = f / 100
 		} else {
-			f, err := strconv.ParseFloat(val, 64)
-			if err != nil {
+			f, ok := parseFinite(val)
+			if !ok {
 				return t, fmt.Errorf("threshold %q: %q is not a fraction or percentage", raw, val)
 			}
 			t.Value = f
 		}
 	default:
-		f, err := strconv.ParseFloat(val, 64)
-		if err != nil {
+		f, ok := parseFinite(val)
+		if !ok {
 			return t, fmt.Errorf("threshold %q: %q is not a number", raw, val)
 		}
 		t.Value = f
 	}
 	return t, nil
+}
+
+// parseFinite parses a float that is neither NaN nor infinite.
+func parseFinite(s string) (float64, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
 }
 
 // ParseThresholds reads several thresholds, reporting every bad one.
@@ -121,14 +128,24 @@ func metricKind(m string) (string, error) {
 	case "rps", "output_tps", "requests", "errors", "missed_schedule":
 		return "number", nil
 	}
-	p := m
-	for _, prefix := range []string{"service_", "ttft_", "itl_", "tpot_"} {
-		p = strings.TrimPrefix(p, prefix)
-	}
-	if _, ok := percentileNames[p]; ok {
+	if _, _, ok := durationMetric(m); ok {
 		return "duration", nil
 	}
 	return "", fmt.Errorf("unknown metric %q (want p50…p999/max/min/mean, optionally prefixed by service_, ttft_, itl_ or tpot_; error_rate; rps; output_tps; requests; errors; missed_schedule)", m)
+}
+
+// durationMetric splits a duration metric into its family ("" for latency, "service_",
+// "ttft_", "itl_" or "tpot_"; at most one) and its statistic (p99, max, …); ok reports
+// whether the statistic is known.
+func durationMetric(m string) (family, stat string, ok bool) {
+	for _, prefix := range []string{"service_", "ttft_", "itl_", "tpot_"} {
+		if rest, found := strings.CutPrefix(m, prefix); found {
+			family, m = prefix, rest
+			break
+		}
+	}
+	_, ok = percentileNames[m]
+	return family, m, ok
 }
 
 // ThresholdResult is the outcome of one threshold.
@@ -165,6 +182,8 @@ func (t Threshold) Format(v float64) string {
 		return formatSeconds(v)
 	case t.Metric == "error_rate":
 		return strconv.FormatFloat(v*100, 'f', 3, 64) + "%"
+	case t.Metric == "rps" || t.Metric == "output_tps":
+		return strconv.FormatFloat(v, 'f', 2, 64)
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }
@@ -234,24 +253,27 @@ func lookup(s *Summary, t Threshold) (float64, bool) {
 	case "missed_schedule":
 		return float64(s.MissedSchedule), true
 	}
+	family, stat, known := durationMetric(t.Metric)
+	if !known {
+		return 0, false
+	}
 	var p *Percentiles
-	name := t.Metric
-	switch {
-	case strings.HasPrefix(name, "service_"):
-		p, name = &st.ServiceTime, strings.TrimPrefix(name, "service_")
-	case strings.HasPrefix(name, "ttft_"):
-		p, name = st.TTFT, strings.TrimPrefix(name, "ttft_")
-	case strings.HasPrefix(name, "itl_"):
-		p, name = st.ITL, strings.TrimPrefix(name, "itl_")
-	case strings.HasPrefix(name, "tpot_"):
-		p, name = st.TPOT, strings.TrimPrefix(name, "tpot_")
+	switch family {
+	case "service_":
+		p = &st.ServiceTime
+	case "ttft_":
+		p = st.TTFT
+	case "itl_":
+		p = st.ITL
+	case "tpot_":
+		p = st.TPOT
 	default:
 		p = &st.Latency
 	}
 	if p == nil || p.Count == 0 {
 		return 0, false
 	}
-	return p.At(percentileNames[name])
+	return p.At(percentileNames[stat])
 }
 
 // formatSeconds prints seconds compactly: 850µs, 12.3ms, 1.25s.

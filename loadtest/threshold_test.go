@@ -44,6 +44,10 @@ func TestParseThresholdErrors(t *testing.T) {
 		{"nosuch:p99<1s", "unknown scenario"},
 		{"basic:missed_schedule<1", "whole run only"},
 		{"rps>many", "not a number"},
+		{"rps>nan", "not a number"},
+		{"error_rate<Inf%", "not a percentage"},
+		{"service_ttft_p99<1ms", "unknown metric"},
+		{"ttft_itl_p99<1ms", "unknown metric"},
 	} {
 		_, err := ParseThreshold(tc.in)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -41,7 +41,11 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.Is(err, errHelp):
 		return exitOK
 	case errors.As(err, &te):
-		fmt.Fprintln(stderr, te.Error())
+		if err == error(te) {
+			fmt.Fprintln(stderr, te.Error())
+		} else { // thresholds and another error (reports not written)
+			fmt.Fprintln(stderr, "loadtest:", err)
+		}
 		return exitThreshold
 	}
 	fmt.Fprintln(stderr, "loadtest:", err)

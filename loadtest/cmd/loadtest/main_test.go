@@ -55,6 +55,20 @@ func TestExitCodes(t *testing.T) {
 		{"ramp without rate", append(base, "--ramp", "5s"), 1, "", "need an open-loop --rate"},
 		{"target and consul", append(base, "--consul-service", "inference"), 1, "", "not both"},
 		{"help", []string{"-h"}, 0, "", "LOADTEST_MAX_IN_FLIGHT"},
+		// A zero on the command line is what the user asked for, never a silent default.
+		{"zero weights", append(base, "--weights", "basic=0,custom_length=0,rapid=0,metrics=0"), 1, "", "every scenario weight is 0"},
+		{"zero lengths", append(base, "--min-length", "0", "--rapid-length", "0"), 1, "", "--min-length 0: must be >= 1"},
+		{"zero in-flight", append(base, "--max-in-flight", "0"), 1, "", "--max-in-flight 0: must be >= 1"},
+		{"zero timeout", append(base, "--timeout", "0"), 1, "", "--timeout 0s: must be positive"},
+		{"zero seed", append(base, "--seed", "0"), 1, "", "--seed 0"},
+		{"infinite rate", append(base, "--rate", "inf"), 1, "", "--rate +Inf: must be a finite number"},
+		{"NaN ramp-from", append(base, "--rate", "10", "--ramp", "1s", "--ramp-from", "NaN"), 1, "", "--ramp-from NaN: must be a finite number"},
+		{"NaN spawn rate", append(base, "--spawn-rate", "NaN"), 1, "", "--spawn-rate NaN"},
+		{"negative ramp", append(base, "--rate", "10", "--ramp", "-1s"), 1, "", "must not be negative"},
+		{"consul scheme", []string{"--consul-service", "inference", "--consul-scheme", "ftp"}, 1, "", `--consul-scheme "ftp": want http or https`},
+		{"two tokens", append(base, "--auth-token", "a", "--auth-token-file", "/nonexistent"), 1, "", "not both"},
+		{"missing token file", append(base, "--auth-token-file", "/nonexistent/token"), 1, "", "--auth-token-file"},
+		{"unusable out dir", append(base, "--out", "/proc/loadtest-out"), 1, "", "--out"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(context.Background(), tc.args, nil)
@@ -62,6 +76,39 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("exit %d, want %d\nstdout (want %q):\n%s\nstderr (want %q):\n%s", code, tc.code, tc.stdout, stdout, tc.stderr, stderr)
 			}
 		})
+	}
+}
+
+// A report that cannot be written after the run is reported, and a failed threshold
+// still exits 2.
+func TestReportErrorKeepsThresholdExit(t *testing.T) {
+	srv := okServer(t)
+	dir := t.TempDir()
+	// The directory passes the check before the run; report.html cannot be created.
+	if err := os.Mkdir(filepath.Join(dir, "report.html"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"--target", srv.URL, "--duration", "300ms", "--users", "1", "--status", "off",
+		"--log-level", "warn", "--out", dir, "--threshold", "p50<1ns"}, noEnv, &stdout, &stderr)
+	code := exitCode(err, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "reports:") || !strings.Contains(stderr.String(), "FAIL p50<1ns") {
+		t.Errorf("exit %d, want 2 with the report error and the threshold; stderr:\n%s", code, stderr.String())
+	}
+}
+
+// On a terminal line, a log record clears the status line first instead of running on
+// from it.
+func TestStatusTermClearsLineForLogs(t *testing.T) {
+	var b bytes.Buffer
+	term := &statusTerm{w: &b}
+	term.status("1s  10 req")
+	_, _ = term.Write([]byte("level=INFO msg=x\n"))
+	term.status("2s  20 req")
+	term.clear()
+	want := "\r\033[K1s  10 req" + "\r\033[K" + "level=INFO msg=x\n" + "\r\033[K2s  20 req" + "\r\033[K"
+	if b.String() != want {
+		t.Errorf("terminal got %q\nwant %q", b.String(), want)
 	}
 }
 
@@ -89,7 +136,7 @@ func TestEnvironment(t *testing.T) {
 			Requests int `json:"requests"`
 		} `json:"total"`
 		Thresholds []struct {
-			Raw  string `json:"Raw"`
+			Raw  string `json:"threshold"`
 			Pass bool   `json:"pass"`
 		} `json:"thresholds"`
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -69,6 +71,9 @@ type config struct {
 	ignoreEOS    bool
 	seed         uint64
 
+	authToken     string
+	authTokenFile string
+
 	thresholds  []string
 	outDir      string
 	metricsAddr string
@@ -118,7 +123,7 @@ func newFlagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.duration, "duration", 0, "stop issuing after this long (default 60s when --requests is not given either)")
 	fs.Uint64Var(&c.requests, "requests", 0, "stop issuing after this many requests (0: no limit)")
 	fs.DurationVar(&c.timeout, "timeout", loadtest.DefaultTimeout, "per-request timeout, whole exchange")
-	fs.DurationVar(&c.stopGrace, "stop-grace", loadtest.DefaultStopGrace, "at the stop, in-flight requests get this long before they are cancelled (keep under Nomad's kill_timeout)")
+	fs.DurationVar(&c.stopGrace, "stop-grace", loadtest.DefaultStopGrace, "at the stop, in-flight requests get this long before they are cancelled (0: at once; keep under Nomad's kill_timeout)")
 
 	fs.StringVar(&c.weights, "weights", loadtest.DefaultWeights.String(), "scenario weights")
 	fs.StringVar(&c.promptsFile, "prompts", "", "prompt file, one per line, # comments (default: the embedded medical/definition set)")
@@ -128,7 +133,9 @@ func newFlagSet(c *config, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.streamLength, "stream-length", loadtest.DefaultStreamLength, "stream: max_tokens")
 	fs.StringVar(&c.model, "model", "", "stream: the \"model\" field of /v1/completions requests (omitted when empty)")
 	fs.BoolVar(&c.ignoreEOS, "ignore-eos", false, "stream: ask for exactly --stream-length tokens (ignore_eos), for stable token timings")
-	fs.Uint64Var(&c.seed, "seed", loadtest.DefaultSeed, "random seed; the same seed gives the same request sequence")
+	fs.Uint64Var(&c.seed, "seed", loadtest.DefaultSeed, "random seed (>= 1); the same seed gives the same request sequence")
+	fs.StringVar(&c.authToken, "auth-token", "", "bearer token sent on every request (for a server run with --auth-token)")
+	fs.StringVar(&c.authTokenFile, "auth-token-file", "", "file holding the bearer token (instead of --auth-token)")
 
 	fs.Var((*stringList)(&c.thresholds), "threshold", "objective such as p99<2s, error_rate<1%, ttft_p95<500ms, basic:p95<1s; a failure exits 2 (repeatable; env: comma-separated)")
 	fs.StringVar(&c.outDir, "out", "", "write summary.json, summary.csv, timeseries.csv and report.html into this directory")
@@ -199,7 +206,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		c.thresholds = envThresholds
 	}
 
-	log, err := newLogger(stderr, c.logLevel, c.logFormat)
+	status, err := resolveStatus(c.status, stderr)
+	if err != nil {
+		return err
+	}
+	var term *statusTerm // shares stderr between the status line and the logs
+	logOut := stderr
+	if status == "line" {
+		term = &statusTerm{w: stderr}
+		logOut = term
+	}
+	log, err := newLogger(logOut, c.logLevel, c.logFormat)
 	if err != nil {
 		return err
 	}
@@ -212,6 +229,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer closeTargets()
+	if c.outDir != "" {
+		// Find an unusable directory now, not after the run.
+		if err := checkOutDir(c.outDir); err != nil {
+			return err
+		}
+	}
 
 	if c.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
@@ -229,10 +252,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			_ = srv.Shutdown(sctx)
 		}()
 	}
-	opts.Progress, err = statusPrinter(c.status, stderr, log)
-	if err != nil {
-		return err
-	}
+	opts.Progress = statusPrinter(status, term, log)
 
 	if c.cpuProfile != "" {
 		stopProfile, err := startCPUProfile(c.cpuProfile)
@@ -242,11 +262,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer stopProfile()
 	}
 	sum, err := loadtest.Run(ctx, opts)
+	if term != nil {
+		term.clear()
+	}
 	if err != nil {
 		return err
-	}
-	if c.status != "off" && isTerminal(stderr) {
-		fmt.Fprint(stderr, "\r\033[K")
 	}
 	results := loadtest.Evaluate(sum, thresholds)
 	if err := loadtest.WriteText(stdout, sum); err != nil {
@@ -258,16 +278,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fmt.Fprintln(stdout, "  "+r.String())
 		}
 	}
+	var errs []error // a report that cannot be written must not hide a failed threshold
 	if c.outDir != "" {
 		if err := writeReports(c.outDir, sum, results); err != nil {
-			return err
+			errs = append(errs, err)
+		} else {
+			log.Info("reports written", "dir", c.outDir)
 		}
-		log.Info("reports written", "dir", c.outDir)
 	}
 	if failed := loadtest.Failed(results); len(failed) > 0 {
-		return &thresholdError{failed: failed}
+		errs = append(errs, &thresholdError{failed: failed})
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// checkOutDir creates dir and checks that files can be written into it.
+func checkOutDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".loadtest-write-check-*")
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // options turns the flags into loadtest.Options; the returned func releases the targets.
@@ -284,11 +319,68 @@ func (c *config) options(ctx context.Context, log *slog.Logger) (loadtest.Option
 	if o.Duration == 0 && o.Requests == 0 {
 		o.Duration = 60 * time.Second
 	}
+	switch {
+	case c.authToken != "" && c.authTokenFile != "":
+		errs = append(errs, errors.New("give --auth-token or --auth-token-file, not both"))
+	case c.authTokenFile != "":
+		b, err := os.ReadFile(c.authTokenFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--auth-token-file: %w", err))
+		} else if o.AuthToken = strings.TrimSpace(string(b)); o.AuthToken == "" {
+			errs = append(errs, fmt.Errorf("--auth-token-file %s is empty", c.authTokenFile))
+		}
+	default:
+		o.AuthToken = strings.TrimSpace(c.authToken)
+	}
+	if strings.ContainsFunc(o.AuthToken, unicode.IsControl) {
+		errs = append(errs, errors.New("the auth token must not contain control characters"))
+	}
+	if c.stopGrace == 0 {
+		o.StopGrace = -1 // no grace: cancel in-flight requests at the stop (Options' 0 is the default)
+	}
+	// The library reads a zero as "use the default"; on the command line a zero is what
+	// the user asked for, so reject it where it is not a valid value.
+	for _, v := range []struct {
+		name string
+		val  int
+	}{{"--min-length", c.minLength}, {"--max-length", c.maxLength}, {"--rapid-length", c.rapidLength},
+		{"--stream-length", c.streamLength}, {"--max-in-flight", c.inFlight}} {
+		if v.val < 1 {
+			errs = append(errs, fmt.Errorf("%s %d: must be >= 1", v.name, v.val))
+		}
+	}
+	if c.seed == 0 {
+		errs = append(errs, errors.New("--seed 0: seeds start at 1"))
+	}
+	if c.timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--timeout %s: must be positive", c.timeout))
+	}
+	if c.duration < 0 || c.stopGrace < 0 || c.ramp < 0 || c.thinkMin < 0 || c.thinkMax < 0 {
+		errs = append(errs, errors.New("--duration, --stop-grace, --ramp, --think-min and --think-max must not be negative"))
+	}
+	for _, v := range []struct {
+		name string
+		val  float64
+	}{{"--rate", c.rate}, {"--ramp-from", c.rampFrom}, {"--spawn-rate", c.spawnRate}} {
+		if math.IsNaN(v.val) || math.IsInf(v.val, 0) {
+			errs = append(errs, fmt.Errorf("%s %g: must be a finite number", v.name, v.val))
+		}
+	}
 	w, err := loadtest.ParseWeights(c.weights)
 	if err != nil {
 		errs = append(errs, err)
+	} else if w == (loadtest.Weights{}) {
+		errs = append(errs, fmt.Errorf("--weights %q: every scenario weight is 0", c.weights))
 	}
 	o.Weights = w
+	if c.consulService != "" {
+		if c.consulScheme != "http" && c.consulScheme != "https" {
+			errs = append(errs, fmt.Errorf("--consul-scheme %q: want http or https", c.consulScheme))
+		}
+		if c.consulRefresh <= 0 {
+			errs = append(errs, fmt.Errorf("--consul-refresh %s: must be positive", c.consulRefresh))
+		}
+	}
 	if c.promptsFile != "" {
 		f, err := os.Open(c.promptsFile)
 		if err != nil {
