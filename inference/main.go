@@ -70,7 +70,7 @@ func run(args []string, env envLookup, stderr io.Writer, signals <-chan os.Signa
 		return err
 	}
 	if cfg.Version {
-		fmt.Fprintln(stderr, "inference", version, revision())
+		fmt.Println("inference", version, revision()) // stdout, so that `inference --version | …` works
 		return nil
 	}
 	log := newLogger(cfg, stderr)

@@ -80,7 +80,9 @@ func (s *sampler) sample(logits []float32, sc *sampleScratch) int {
 	if n > len(logits) {
 		n = len(logits)
 	}
-	if s.temperature <= 0 || s.topK == 1 {
+	// A temperature so small that 1/T overflows is greedy decoding in the limit
+	// (computing with an infinite 1/T would give 0·Inf = NaN weights).
+	if s.temperature <= 0 || s.topK == 1 || math.IsInf(1/s.temperature, 1) {
 		return s.argmax(logits[:n])
 	}
 	var cand []int32

@@ -27,6 +27,13 @@ func TestGreedyPicksFirstMaximum(t *testing.T) {
 	if got := banned.sample([]float32{1, 5, 0, 5, 2, 0}, &sc); got != 3 {
 		t.Errorf("greedy with id 1 banned = %d, want 3", got)
 	}
+	// A temperature whose inverse overflows is greedy, not NaN weights picking id 0.
+	for _, temp := range []float64{5e-324, 1e-310} {
+		tiny := newSampler(Request{Temperature: temp, Seed: 1, HasSeed: true}, 6, -1)
+		if got := tiny.sample([]float32{1, 2, 7, 3, 2, 0}, &sc); got != 2 {
+			t.Errorf("temperature %g = %d, want the greedy 2", temp, got)
+		}
+	}
 	// Ids beyond the tokenizer's vocabulary are never chosen.
 	short := newSampler(Request{}, 3, -1)
 	if got := short.sample([]float32{1, 2, 3, 9}, &sc); got != 2 {

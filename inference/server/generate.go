@@ -33,16 +33,19 @@ func (s *Server) readBody(c *gin.Context, v *validator) ([]byte, *APIError) {
 	rc := http.NewResponseController(c.Writer)
 	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
-	// Clear the deadline: the server's background read must not end the request's
-	// context while a long generation runs.
-	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, tooLarge
 		}
+		// Keep the expired deadline and close after answering: net/http would otherwise
+		// wait for the rest of the body before it sends the 408.
+		c.Header("Connection", "close")
 		return nil, &APIError{Status: http.StatusRequestTimeout, Code: CodeBodyTimeout, Message: "could not read the request body: " + err.Error(), Reason: telemetry.ReasonValidation}
 	}
+	// Clear the deadline: the server's background read must not end the request's
+	// context while a long generation runs.
+	_ = rc.SetReadDeadline(time.Time{})
 	v.pass(CheckBodySize)
 	return body, nil
 }

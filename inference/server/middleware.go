@@ -40,24 +40,30 @@ func (s *Server) routes() *gin.Engine {
 	_ = r.SetTrustedProxies(nil)
 	r.Use(s.requestIDMiddleware, s.observeMiddleware, s.recoverMiddleware, s.headerSizeMiddleware)
 
+	// Every GET route answers HEAD too (as the seed's Starlette routes did), for
+	// probes that use it; net/http drops the body.
+	get := func(g *gin.RouterGroup, path string, h gin.HandlerFunc) {
+		g.GET(path, h)
+		g.HEAD(path, h)
+	}
 	open := r.Group("/")
-	open.GET("/", s.handleRoot)
-	open.GET("/healthz", s.handleHealthz)
-	open.GET("/readyz", s.handleReadyz)
+	get(open, "/", s.handleRoot)
+	get(open, "/healthz", s.handleHealthz)
+	get(open, "/readyz", s.handleReadyz)
 
 	metrics := r.Group("/")
 	if s.cfg.MetricsAuth {
 		metrics.Use(s.authMiddleware)
 	}
 	metricsHandler := s.metrics.Handler()
-	metrics.GET("/metrics", func(c *gin.Context) { metricsHandler.ServeHTTP(c.Writer, c.Request) })
+	get(metrics, "/metrics", func(c *gin.Context) { metricsHandler.ServeHTTP(c.Writer, c.Request) })
 
 	api := r.Group("/", s.authMiddleware)
-	api.GET("/info", s.handleInfo)
+	get(api, "/info", s.handleInfo)
 	api.POST("/infer", s.handleInfer)
 	api.POST("/v1/completions", s.handleCompletions)
-	api.GET("/v1/models", s.handleModels)
-	api.GET("/v1/models/:model", s.handleModel)
+	get(api, "/v1/models", s.handleModels)
+	get(api, "/v1/models/:model", s.handleModel)
 
 	allowed := map[string][]string{}
 	for _, rt := range r.Routes() {
@@ -120,11 +126,18 @@ func newID() string {
 
 func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
 
-// observeMiddleware sets the default write deadline, then logs the request and
-// counts it by route template and status once it is answered.
+// observeMiddleware sets the default write deadline and a read deadline, then logs
+// the request and counts it by route template and status once it is answered.
+//
+// The read deadline (BodyReadTimeout) bounds reading whatever body the request has:
+// net/http reads an unread body before it answers or reuses the connection, so
+// without it a client that stalls mid-body would hold the connection, and block a
+// graceful shutdown, indefinitely. readBody clears it once a body is read, before a
+// generation that may run longer.
 func (s *Server) observeMiddleware(c *gin.Context) {
 	start := time.Now()
 	s.extendWriteDeadline(c)
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(start.Add(s.cfg.BodyReadTimeout))
 	c.Next()
 	route := c.FullPath()
 	if route == "" {

@@ -6,7 +6,12 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -208,16 +213,24 @@ func (s *Server) handleCompletions(c *gin.Context) {
 		s.writeError(c, e)
 		return
 	}
+	if name, ok := firstQueryParam(c.Request.URL.RawQuery); ok {
+		// OpenAI's API takes every parameter in the JSON body; a query parameter would
+		// otherwise be silently ignored.
+		s.writeError(c, &APIError{Status: http.StatusBadRequest, Code: CodeUnknownParameter, Param: name,
+			Message: "query parameters are not accepted on /v1/completions; give " + strconv.Quote(name) + " in the JSON body",
+			Check:   CheckQuery, Reason: telemetry.ReasonValidation})
+		return
+	}
 	r, passed, e := ParseCompletion(c.GetHeader("Content-Type"), body, s.limits)
 	v.passed = append(v.passed, passed...)
+	if e == nil && r.Model != "" && r.Model != s.model {
+		e = &APIError{Status: http.StatusNotFound, Code: CodeModelNotFound, Param: "model",
+			Message: "the model does not exist on this server; GET /v1/models lists it", Check: "model", Reason: telemetry.ReasonValidation}
+		v.passed = slices.DeleteFunc(v.passed, func(check string) bool { return check == "model" })
+	}
 	s.recordChecks(v)
 	if e != nil {
 		s.writeError(c, e)
-		return
-	}
-	if r.Model != "" && r.Model != s.model {
-		s.writeError(c, &APIError{Status: http.StatusNotFound, Code: CodeModelNotFound, Param: "model",
-			Message: "the model does not exist on this server; GET /v1/models lists it", Check: "model", Reason: telemetry.ReasonValidation})
 		return
 	}
 	req := engine.Request{
@@ -364,4 +377,21 @@ func finite(v float64) *float64 {
 		return nil
 	}
 	return &v
+}
+
+// firstQueryParam returns the name of the first parameter in a raw query string,
+// printable in an error (quoted when long or not UTF-8), and whether there is one.
+func firstQueryParam(raw string) (string, bool) {
+	if raw == "" {
+		return "", false
+	}
+	name, _, _ := strings.Cut(raw, "&")
+	name, _, _ = strings.Cut(name, "=")
+	if n, err := url.QueryUnescape(name); err == nil {
+		name = n
+	}
+	if len(name) > 64 || !utf8.ValidString(name) {
+		name = strconv.QuoteToASCII(truncate(name, 64))
+	}
+	return name, true
 }

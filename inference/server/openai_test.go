@@ -51,29 +51,37 @@ func TestCompletionValidation(t *testing.T) {
 		name, body string
 		status     int
 		param      string
+		query      string
 	}{
-		{"no body", "", 400, ""},
-		{"unknown model", `{"model":"gpt-4","prompt":"hi"}`, 404, "model"},
-		{"token prompt", `{"prompt":[1,2,3]}`, 400, "prompt"},
-		{"batched prompt", `{"prompt":["a","b"]}`, 400, "prompt"},
-		{"missing prompt", `{"model":"fake-model"}`, 400, "prompt"},
-		{"max_tokens zero", `{"prompt":"hi","max_tokens":0}`, 400, "max_tokens"},
-		{"n two", `{"prompt":"hi","n":2}`, 400, "n"},
-		{"best_of", `{"prompt":"hi","best_of":3}`, 400, "best_of"},
-		{"echo", `{"prompt":"hi","echo":true}`, 400, "echo"},
-		{"logprobs", `{"prompt":"hi","logprobs":5}`, 400, "logprobs"},
-		{"penalty", `{"prompt":"hi","presence_penalty":0.5}`, 400, "presence_penalty"},
-		{"logit_bias", `{"prompt":"hi","logit_bias":{"50256":-100}}`, 400, "logit_bias"},
-		{"stream not bool", `{"prompt":"hi","stream":"yes"}`, 400, "stream"},
-		{"stream_options without stream", `{"prompt":"hi","stream_options":{"include_usage":true}}`, 400, "stream_options"},
-		{"stream_options unknown", `{"prompt":"hi","stream":true,"stream_options":{"x":1}}`, 400, "stream_options"},
-		{"unknown field", `{"prompt":"hi","temprature":1}`, 400, "temprature"},
-		{"prompt too long", `{"prompt":"` + strings.Repeat("w ", 70) + `"}`, 422, "prompt"},
+		{"no body", "", 400, "", ""},
+		// OpenAI's API has no query parameters: one is an error, not silently ignored.
+		{"query parameter", `{"prompt":"hi"}`, 400, "max_tokens", "max_tokens=2"},
+		{"duplicate member", `{"prompt":"hi","max_tokens":2,"max_tokens":3}`, 400, "max_tokens", ""},
+		{"unknown model", `{"model":"gpt-4","prompt":"hi"}`, 404, "model", ""},
+		{"token prompt", `{"prompt":[1,2,3]}`, 400, "prompt", ""},
+		{"batched prompt", `{"prompt":["a","b"]}`, 400, "prompt", ""},
+		{"missing prompt", `{"model":"fake-model"}`, 400, "prompt", ""},
+		{"max_tokens zero", `{"prompt":"hi","max_tokens":0}`, 400, "max_tokens", ""},
+		{"n two", `{"prompt":"hi","n":2}`, 400, "n", ""},
+		{"best_of", `{"prompt":"hi","best_of":3}`, 400, "best_of", ""},
+		{"echo", `{"prompt":"hi","echo":true}`, 400, "echo", ""},
+		{"logprobs", `{"prompt":"hi","logprobs":5}`, 400, "logprobs", ""},
+		{"penalty", `{"prompt":"hi","presence_penalty":0.5}`, 400, "presence_penalty", ""},
+		{"logit_bias", `{"prompt":"hi","logit_bias":{"50256":-100}}`, 400, "logit_bias", ""},
+		{"stream not bool", `{"prompt":"hi","stream":"yes"}`, 400, "stream", ""},
+		{"stream_options without stream", `{"prompt":"hi","stream_options":{"include_usage":true}}`, 400, "stream_options", ""},
+		{"stream_options unknown", `{"prompt":"hi","stream":true,"stream_options":{"x":1}}`, 400, "stream_options", ""},
+		{"unknown field", `{"prompt":"hi","temprature":1}`, 400, "temprature", ""},
+		{"prompt too long", `{"prompt":"` + strings.Repeat("w ", 70) + `"}`, 422, "prompt", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := newTestServer(t, Config{}, newFake())
-			w := do(s.Handler(), "POST", "/v1/completions", "application/json", tc.body)
+			target := "/v1/completions"
+			if tc.query != "" {
+				target += "?" + tc.query
+			}
+			w := do(s.Handler(), "POST", target, "application/json", tc.body)
 			if w.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
 			}

@@ -69,6 +69,9 @@ func (p value) present() bool { return p.query != nil || p.raw != nil }
 // JSON body. A parameter given in both is an error: there is no precedence to guess.
 type params map[string]value
 
+// repeatableParams may be given more than once in a query string (a list).
+var repeatableParams = map[string]bool{"stop": true}
+
 // collectParams parses the query string and the body into params, checking the
 // content type, JSON syntax, unknown and duplicated parameters. bodyRequired says
 // whether an empty body is an error (it is for /v1/completions).
@@ -78,9 +81,13 @@ func collectParams(v *validator, rawQuery, contentType string, body []byte, know
 	if err != nil {
 		return nil, &APIError{Status: http.StatusBadRequest, Code: CodeInvalidParameter, Message: "malformed query string: " + err.Error(), Check: CheckQuery, Reason: telemetry.ReasonValidation}
 	}
+	v.pass(CheckQuery)
 	for _, name := range slices.Sorted(maps.Keys(q)) {
 		if !known[name] {
 			return nil, unknownParam(name)
+		}
+		if len(q[name]) > 1 && !repeatableParams[name] {
+			return nil, duplicateParam(name, "given more than once in the query string")
 		}
 		ps[name] = value{name: name, query: q[name]}
 	}
@@ -89,6 +96,7 @@ func collectParams(v *validator, rawQuery, contentType string, body []byte, know
 			return nil, &APIError{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: "request body is required: a JSON object", Check: CheckJSON, Reason: telemetry.ReasonValidation}
 		}
 		v.pass(CheckUnknownParam)
+		v.pass(CheckDuplicateParam)
 		return ps, nil
 	}
 	if e := checkContentType(contentType); e != nil {
@@ -109,13 +117,48 @@ func collectParams(v *validator, rawQuery, contentType string, body []byte, know
 			continue
 		}
 		if _, dup := ps[name]; dup {
-			return nil, &APIError{Status: http.StatusBadRequest, Code: CodeInvalidParameter, Param: name,
-				Message: "given both in the query string and in the JSON body; give it once", Check: CheckDuplicateParam, Reason: telemetry.ReasonValidation}
+			return nil, duplicateParam(name, "given both in the query string and in the JSON body; give it once")
 		}
 		ps[name] = value{name: name, raw: raw}
 	}
 	v.pass(CheckUnknownParam)
+	// A map keeps the last of repeated keys; find repeats in the text itself.
+	if name, ok := repeatedKey(body); ok {
+		return nil, duplicateParam(name, "given more than once in the JSON body")
+	}
+	v.pass(CheckDuplicateParam)
 	return ps, nil
+}
+
+func duplicateParam(name, msg string) *APIError {
+	return &APIError{Status: http.StatusBadRequest, Code: CodeInvalidParameter, Param: name, Message: msg,
+		Check: CheckDuplicateParam, Reason: telemetry.ReasonValidation}
+}
+
+// repeatedKey returns a member name that the JSON object in body (already known to be
+// valid) has more than once at its top level.
+func repeatedKey(body []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil { // {
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return name, true
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 func unknownParam(name string) *APIError {
@@ -180,8 +223,7 @@ func decodeObject(body []byte) (map[string]json.RawMessage, *APIError) {
 // single returns the one query value, or an error when the parameter is repeated.
 func (p value) single() (string, *APIError) {
 	if len(p.query) != 1 {
-		return "", &APIError{Status: http.StatusBadRequest, Code: CodeInvalidParameter, Param: p.name,
-			Message: "given more than once in the query string", Check: CheckDuplicateParam, Reason: telemetry.ReasonValidation}
+		return "", duplicateParam(p.name, "given more than once in the query string")
 	}
 	return p.query[0], nil
 }
@@ -262,9 +304,15 @@ func (p value) uinteger() (uint64, *APIError) {
 	if e != nil {
 		return 0, e
 	}
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	s = strings.TrimSpace(s)
+	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, badParam(p.name, p.name, "must be "+what)
+		// Integral decimals (5.0, 1e3) as for the other integers, exact up to 2^53.
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil || f < 0 || f > 1<<53 || f != math.Trunc(f) {
+			return 0, badParam(p.name, p.name, "must be "+what)
+		}
+		n = uint64(f)
 	}
 	return n, nil
 }
@@ -391,6 +439,9 @@ func (ps params) sampling(v *validator, def Sampling) (Sampling, *APIError) {
 	if p, ok := ps["temperature"]; ok {
 		if out.Temperature, e = p.float(0, MaxTemperature, false, "a number between 0 and 2 (0 means greedy decoding)"); e != nil {
 			return out, e
+		}
+		if out.Temperature == 0 {
+			out.Temperature = 0 // not -0
 		}
 		v.pass(p.name)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -209,4 +210,63 @@ func TestRequestHeadSize(t *testing.T) {
 	if got := requestHeadSize(req); got != want {
 		t.Errorf("requestHeadSize = %d, want %d", got, want)
 	}
+}
+
+// stalledRequest sends a request whose body stops short of its Content-Length and
+// returns the connection and a channel with everything the server then sends.
+func stalledRequest(t *testing.T, base, path string) (net.Conn, <-chan string) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 44\r\n\r\n{\"prompt\":", path)
+	out := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(c) // until the server closes the connection
+		out <- string(b)
+	}()
+	return c, out
+}
+
+// A client whose body stalls gets its answer when BodyReadTimeout ends, and the
+// connection is closed: net/http must not wait for the rest of the body first.
+func TestStalledBodyIsAnsweredAndClosed(t *testing.T) {
+	s, _ := newTestServer(t, Config{BodyReadTimeout: 300 * time.Millisecond}, newFake())
+	base, _, _ := startServe(t, s)
+	for path, want := range map[string]string{
+		"/infer": "408 Request Timeout",    // the handler reads the body
+		"/nope":  "404 Not Found",          // no handler reads it
+		"/info":  "405 Method Not Allowed", // nor here
+	} {
+		_, out := stalledRequest(t, base, path)
+		select {
+		case got := <-out:
+			if !strings.HasPrefix(got, "HTTP/1.1 "+want) || !strings.Contains(got, `"error"`) {
+				t.Errorf("%s: got %q, want %s with a JSON error", path, got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: no answer 5s after a body stalled with a 300ms body read timeout", path)
+		}
+	}
+}
+
+// A stalled client does not make a graceful shutdown fail: once no generation is in
+// flight, the remaining connections are closed and Serve returns nil.
+func TestShutdownWithStalledClient(t *testing.T) {
+	s, _ := newTestServer(t, Config{BodyReadTimeout: time.Minute, DrainTimeout: 300 * time.Millisecond}, newFake())
+	base, stop, errc := startServe(t, s)
+	_, out := stalledRequest(t, base, "/infer")
+	time.Sleep(100 * time.Millisecond) // let the server start reading the body
+	stop()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("Serve = %v, want nil (no generation was in flight)", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve still running 5s after the stop with a 300ms drain timeout")
+	}
+	<-out
 }

@@ -233,12 +233,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Info("drained: all in-flight requests finished")
 		return nil
 	}
+	if s.inFlight.Load() == 0 {
+		// Every generation finished; what is left is a connection Shutdown had not yet
+		// seen go idle (it polls every 500 ms at most) or a client still sending a
+		// request. Neither is an unfinished generation.
+		_ = hs.Close()
+		<-errc
+		s.log.Info("drained: all in-flight requests finished; closed the remaining connections")
+		return nil
+	}
 	s.log.Warn("drain timeout reached; stopping the remaining requests", slog.Int64("in_flight", s.inFlight.Load()))
 	s.abort(errServerStopping)
 	gctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(gctx); err != nil {
-		return fmt.Errorf("shutdown http: %w", err)
+		_ = hs.Close()
+		<-errc
+		return fmt.Errorf("drain: requests still running after %s were stopped; closed their connections after 5s more: %w", s.cfg.DrainTimeout, err)
 	}
 	<-errc
 	return fmt.Errorf("drain: requests still running after %s were stopped", s.cfg.DrainTimeout)

@@ -106,6 +106,11 @@ func TestInferParameters(t *testing.T) {
 			want: engine.Request{Prompt: "hi", MaxNewTokens: 4, Temperature: 0.7, TopK: 50, TopP: 0.95, Stop: []string{"END"}},
 		},
 		{
+			name:   "integral decimal seed, and -0 temperature is 0",
+			target: "/infer", ctype: "application/json", body: `{"prompt":"hi","seed":5.0,"temperature":-0}`,
+			want: engine.Request{Prompt: "hi", MaxNewTokens: 50, Temperature: 0, TopK: 50, TopP: 0.95, Seed: 5, HasSeed: true},
+		},
+		{
 			name:   "empty body with a content type is fine",
 			target: "/infer?prompt=hi&ignore_eos=1", ctype: "application/x-www-form-urlencoded",
 			want: engine.Request{Prompt: "hi", MaxNewTokens: 50, Temperature: 0.7, TopK: 50, TopP: 0.95, IgnoreEOS: true},
@@ -173,6 +178,8 @@ func TestInferValidation(t *testing.T) {
 		{"unknown json member", "/infer", "application/json", `{"promt":"hi"}`, 400, "promt", CheckUnknownParam},
 		{"given in query and body", "/infer?prompt=hi", "application/json", `{"prompt":"ho"}`, 400, "prompt", CheckDuplicateParam},
 		{"repeated query parameter", "/infer?prompt=hi&prompt=ho", "", "", 400, "prompt", CheckDuplicateParam},
+		{"repeated json member", "/infer", "application/json", `{"prompt":"hi","max_new_tokens":3,"prompt":"there"}`, 400, "prompt", CheckDuplicateParam},
+		{"seed fraction", "/infer?prompt=hi&seed=1.5", "", "", 400, "seed", "seed"},
 		{"malformed query", "/infer?prompt=%zz", "", "", 400, "", CheckQuery},
 		{"malformed json", "/infer", "application/json", `{"prompt":`, 400, "", CheckJSON},
 		{"trailing data", "/infer", "application/json", `{"prompt":"hi"} {}`, 400, "", CheckJSON},
@@ -331,6 +338,10 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/infer", 405, `"method_not_allowed"`},
 		{"DELETE", "/v1/completions", 405, `"type":"invalid_request_error"`},
 		{"GET", "/infer/", 404, `"not_found"`},
+		{"HEAD", "/healthz", 200, ""},
+		{"HEAD", "/", 200, ""},
+		{"HEAD", "/metrics", 200, ""},
+		{"HEAD", "/infer", 405, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+tc.target, func(t *testing.T) {
@@ -449,5 +460,29 @@ func TestRequestID(t *testing.T) {
 		if got := w.Header().Get("X-Request-ID"); got == bad || len(got) != 32 {
 			t.Errorf("id %q replaced by %q, want a fresh 32-hex id", bad, got)
 		}
+	}
+}
+
+// Every check that runs is counted, passes included: a check only ever counted as
+// failing would read as a 100% failure ratio after one bad request.
+func TestChecksCountPasses(t *testing.T) {
+	s, m := newTestServer(t, Config{}, newFake())
+	if w := do(s.Handler(), http.MethodPost, "/infer?prompt=hi", "", ""); w.Code != 200 {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	if w := do(s.Handler(), http.MethodPost, "/infer", "application/json", `{"prompt":"hi"}`); w.Code != 200 {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	for _, check := range []string{CheckQuery, CheckDuplicateParam, CheckUnknownParam} {
+		if v := testutil.ToFloat64(m.DataChecks.WithLabelValues(check, "pass")); v != 2 {
+			t.Errorf("data_validation_checks_total{check=%q,result=pass} = %v, want 2", check, v)
+		}
+	}
+	// A model that is a valid string but not this server's fails its check, and only fails.
+	if w := do(s.Handler(), http.MethodPost, "/v1/completions", "application/json", `{"model":"gpt-4","prompt":"hi"}`); w.Code != 404 {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	if p, f := testutil.ToFloat64(m.DataChecks.WithLabelValues("model", "pass")), testutil.ToFloat64(m.DataChecks.WithLabelValues("model", "fail")); p != 0 || f != 1 {
+		t.Errorf("model check pass %v fail %v, want 0 and 1", p, f)
 	}
 }
