@@ -96,6 +96,23 @@ func WriteJSON(w io.Writer, s *Summary, thresholds []ThresholdResult) error {
 	}{s, thresholds})
 }
 
+// ReadJSON reads what WriteJSON wrote: the summary and the threshold outcomes (nil
+// when the run had none), which then format their values as the run printed them.
+func ReadJSON(r io.Reader) (*Summary, []ThresholdResult, error) {
+	var doc struct {
+		Summary
+		Thresholds []ThresholdResult `json:"thresholds"`
+	}
+	if err := json.NewDecoder(r).Decode(&doc); err != nil {
+		return nil, nil, fmt.Errorf("load test summary: %w", err)
+	}
+	for i := range doc.Thresholds {
+		kind, _ := metricKind(doc.Thresholds[i].Metric)
+		doc.Thresholds[i].duration = kind == "duration"
+	}
+	return &doc.Summary, doc.Thresholds, nil
+}
+
 // summaryColumns are the columns of WriteCSV's table.
 var summaryColumns = []string{
 	"scenario", "requests", "errors", "error_rate", "requests_per_second", "output_tokens", "output_tokens_per_second",

@@ -97,6 +97,35 @@ func TestWriteJSONGolden(t *testing.T) {
 	golden(t, "summary.json", b.Bytes())
 }
 
+// ReadJSON gives back what WriteJSON wrote, and the thresholds print as the run did.
+func TestReadJSONRoundTrip(t *testing.T) {
+	var b bytes.Buffer
+	th, _ := ParseThresholds([]string{"p99<50ms", "error_rate<5%", "requests>5000", "basic:rps>=1"})
+	s := fixedSummary()
+	want := Evaluate(s, th)
+	if err := WriteJSON(&b, s, want); err != nil {
+		t.Fatal(err)
+	}
+	gotSum, got, err := ReadJSON(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotSum.Total.Requests != s.Total.Requests || gotSum.Mode != s.Mode || len(gotSum.Scenarios) != len(s.Scenarios) {
+		t.Errorf("summary %+v, want %+v", gotSum.Total, s.Total)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d thresholds, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].String() != want[i].String() {
+			t.Errorf("threshold %d reads back as %q, want %q", i, got[i].String(), want[i].String())
+		}
+	}
+	if _, _, err := ReadJSON(strings.NewReader("{")); err == nil {
+		t.Error("ReadJSON of truncated JSON: no error")
+	}
+}
+
 // The HTML report must be self-contained and its script must run without errors in
 // a real browser: headless Chromium dumps the DOM after scripts ran, and only the
 // script sets data-rendered="ok" and draws the <svg> charts.

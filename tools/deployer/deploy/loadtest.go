@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,11 +9,12 @@ import (
 	"io"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/inferstack/inferstack/loadtest"
 )
 
 // Exit codes of the loadtest binary that the deployer interprets.
@@ -159,12 +161,18 @@ func (d *Deployer) runDispatched(ctx context.Context, src *JobSource, resp *noma
 		}
 	}
 	res.ExitCode = exit
+	var sum *loadtest.Summary
 	if rc, err := d.Nomad.AllocFS().Cat(final, opts.SummaryPath, qo(ctx, 0, 0)); err == nil {
 		body, rerr := io.ReadAll(io.LimitReader(rc, 16<<20))
 		rc.Close()
 		if rerr == nil && json.Valid(body) {
 			res.Summary = body
-			res.FailedThresholds = failedThresholds(body)
+			if s, ths, err := loadtest.ReadJSON(bytes.NewReader(body)); err == nil {
+				sum = s
+				res.FailedThresholds = failedThresholds(ths)
+			} else {
+				d.progressf("    the summary at %s is not a load test summary (%v)", opts.SummaryPath, err)
+			}
 		}
 	} else {
 		d.progressf("    no JSON summary at %s in the allocation (%v)", opts.SummaryPath, err)
@@ -174,6 +182,10 @@ func (d *Deployer) runDispatched(ctx context.Context, src *JobSource, resp *noma
 	}
 
 	switch {
+	case final.ClientStatus == "complete" && exit <= 0 && len(res.FailedThresholds) == 0 && sum != nil && sum.StoppedBy == "signal":
+		// The generator exits 0 with its report when stopped, but the run was cut short.
+		return Errorf(KindDeployment, "load test %q was stopped after %.0fs, before its duration or request count (the job was stopped or its node drained): its numbers cover only that part",
+			resp.DispatchedJobID, float64(sum.Elapsed))
 	case final.ClientStatus == "complete" && exit <= 0 && len(res.FailedThresholds) == 0:
 		d.progressf("==> Load test %q passed", resp.DispatchedJobID)
 		return nil
@@ -216,44 +228,18 @@ func checkMeta(p *nomadapi.ParameterizedJobConfig, meta map[string]string) error
 	return nil
 }
 
-// failedThresholds lists the failed thresholds in a loadtest JSON summary.
-func failedThresholds(summary []byte) []string {
-	var s struct {
-		Thresholds []struct {
-			Raw    string  `json:"Raw"`
-			Metric string  `json:"Metric"`
-			Actual float64 `json:"actual"`
-			NoData bool    `json:"no_data"`
-			Pass   bool    `json:"pass"`
-		} `json:"thresholds"`
-	}
-	if json.Unmarshal(summary, &s) != nil {
-		return nil
-	}
+// failedThresholds describes the thresholds that failed, with their values in the
+// load generator's units.
+func failedThresholds(rs []loadtest.ThresholdResult) []string {
 	var out []string
-	for _, t := range s.Thresholds {
-		if t.Pass {
-			continue
-		}
-		if t.NoData {
-			out = append(out, t.Raw+" (no data)")
+	for _, r := range loadtest.Failed(rs) {
+		if r.NoData {
+			out = append(out, r.Raw+" (no data)")
 		} else {
-			out = append(out, fmt.Sprintf("%s (%s was %s)", t.Raw, t.Metric, formatMetric(t.Metric, t.Actual)))
+			out = append(out, fmt.Sprintf("%s (%s was %s)", r.Raw, r.Metric, r.Format(r.Actual)))
 		}
 	}
 	return out
-}
-
-// formatMetric writes a threshold's measured value as the load generator means it:
-// rates as percentages, latencies (seconds) as durations.
-func formatMetric(metric string, v float64) string {
-	switch {
-	case strings.HasSuffix(metric, "error_rate"):
-		return strconv.FormatFloat(v*100, 'g', 4, 64) + "%"
-	case strings.Contains(metric, "per_second") || strings.HasSuffix(metric, "rps") || strings.Contains(metric, "throughput"):
-		return strconv.FormatFloat(v, 'g', 4, 64)
-	}
-	return time.Duration(v * float64(time.Second)).Round(10 * time.Microsecond).String()
 }
 
 // waitFirstAlloc blocks until the job has an allocation and returns it.

@@ -1,16 +1,19 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/inferstack/inferstack/jobs"
+	"github.com/inferstack/inferstack/loadtest"
 
 	"github.com/inferstack/inferstack/internal/syncbuf"
 
@@ -232,6 +235,34 @@ func TestDownTimeout(t *testing.T) {
 	wantKind(t, err, KindTimeout, "waiting for job inference to stop")
 }
 
+// summaryJSON is the load generator's JSON summary of a run that stopped by stoppedBy,
+// with thresholds given as "raw=actual" (failed when actual does not meet raw).
+func summaryJSON(t *testing.T, stoppedBy string, thresholds ...string) string {
+	t.Helper()
+	var rs []loadtest.ThresholdResult
+	for _, th := range thresholds {
+		raw, actual, _ := strings.Cut(th, "=")
+		parsed, err := loadtest.ParseThreshold(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := strconv.ParseFloat(actual, 64)
+		r := loadtest.ThresholdResult{Threshold: parsed, Actual: v}
+		switch parsed.Op {
+		case "<":
+			r.Pass = v < parsed.Value
+		case ">":
+			r.Pass = v > parsed.Value
+		}
+		rs = append(rs, r)
+	}
+	var b bytes.Buffer
+	if err := loadtest.WriteJSON(&b, &loadtest.Summary{Mode: "closed", StoppedBy: stoppedBy, Elapsed: 6, Total: loadtest.Stats{Requests: 120}}, rs); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
 func loadtestHarness(t *testing.T, exitCode int, summary string) *harness {
 	h := newHarness(t)
 	h.fake.Registered["loadtest"] = batchJob("loadtest", &nomadapi.ParameterizedJobConfig{MetaOptional: []string{"users", "duration", "thresholds"}})
@@ -260,7 +291,7 @@ func loadtestHarness(t *testing.T, exitCode int, summary string) *harness {
 
 func TestLoadtestPasses(t *testing.T) {
 	t.Parallel()
-	h := loadtestHarness(t, 0, `{"total":{"requests":120},"thresholds":[{"Raw":"p99<2s","Metric":"p99","actual":0.8,"pass":true}]}`)
+	h := loadtestHarness(t, 0, summaryJSON(t, "duration", "p99<2s=0.8"))
 	res, err := h.d.Loadtest(testCtx(t, 10*time.Second), LoadtestOptions{Meta: map[string]string{"users": "5", "thresholds": "p99<2s"}})
 	if err != nil {
 		t.Fatalf("Loadtest: %v\n%s", err, h.stderr)
@@ -277,9 +308,9 @@ func TestLoadtestPasses(t *testing.T) {
 
 func TestLoadtestThresholdFails(t *testing.T) {
 	t.Parallel()
-	h := loadtestHarness(t, 2, `{"thresholds":[{"Raw":"p99<100ms","Metric":"p99","actual":0.8,"pass":false},{"Raw":"error_rate<1%","Metric":"error_rate","actual":0.25,"pass":false},{"Raw":"ttft_p95<1s","Metric":"ttft_p95","pass":true}]}`)
+	h := loadtestHarness(t, 2, summaryJSON(t, "duration", "p99<100ms=0.8", "error_rate<1%=0.25", "ttft_p95<1s=0.2", "requests>5000=1371"))
 	_, err := h.d.Loadtest(testCtx(t, 10*time.Second), LoadtestOptions{JSON: true})
-	wantKind(t, err, KindThreshold, "thresholds failed: p99<100ms (p99 was 800ms); error_rate<1% (error_rate was 25%)")
+	wantKind(t, err, KindThreshold, "thresholds failed: p99<100ms (p99 was 800.0ms); error_rate<1% (error_rate was 25.000%); requests>5000 (requests was 1371)")
 	if ExitCode(err) != 6 {
 		t.Errorf("exit code %d, want 6", ExitCode(err))
 	}
@@ -288,6 +319,14 @@ func TestLoadtestThresholdFails(t *testing.T) {
 		t.Errorf("stdout is not the JSON summary: %q", h.stdout.String())
 	}
 	contains(t, "stderr", h.stderr.String(), "total     120       0.8s")
+}
+
+// A load test someone stopped part-way exits 0 with its report, but did not pass.
+func TestLoadtestStoppedIsNotAPass(t *testing.T) {
+	t.Parallel()
+	h := loadtestHarness(t, 0, summaryJSON(t, "signal", "p99<2s=0.8"))
+	_, err := h.d.Loadtest(testCtx(t, 10*time.Second), LoadtestOptions{})
+	wantKind(t, err, KindDeployment, "was stopped after 6s, before its duration or request count")
 }
 
 func TestLoadtestTaskFailure(t *testing.T) {
