@@ -210,7 +210,6 @@ job "inference" {
     min_healthy_time  = "20s"
     healthy_deadline  = "5m"
     progress_deadline = "10m"
-    stagger           = "30s"
   }
 
   group "server" {
@@ -223,11 +222,13 @@ job "inference" {
       port "http" {}
     }
 
+    # mode "fail": once the attempts are spent the allocation fails and the reschedule
+    # policy moves it to another node ("delay" would restart it here forever).
     restart {
       attempts = 3
       interval = "10m"
       delay    = "15s"
-      mode     = "delay"
+      mode     = "fail"
     }
 
     reschedule {

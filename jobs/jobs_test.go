@@ -108,6 +108,22 @@ func TestFiles(t *testing.T) {
 	}
 }
 
+// Every group that restarts its tasks fails the allocation once the attempts are spent,
+// so that the reschedule policy (Nomad's default one where the group has none) can move
+// it; mode "delay" would restart a crash-looping task on the same node forever.
+func TestRestartHandsOverToReschedule(t *testing.T) {
+	for _, name := range Files() {
+		j := evalDefault(t, name)
+		for _, g := range j.Root.All("group") {
+			if r := g.Get("restart"); r != nil {
+				if mode := str(t, r, "mode"); mode != "fail" {
+					t.Errorf("%s group %v: restart mode %q, want fail", name, g.Labels, mode)
+				}
+			}
+		}
+	}
+}
+
 // TestVariables: every variable has a description, a declared type and a default of
 // that type, and every job evaluates with its defaults and with its dev var file.
 func TestVariables(t *testing.T) {

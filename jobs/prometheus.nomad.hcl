@@ -230,11 +230,13 @@ job "prometheus" {
       }
     }
 
+    # mode "fail": once the attempts are spent the allocation fails and the reschedule
+    # policy moves it to another node ("delay" would restart it here forever).
     restart {
       attempts = 3
       interval = "10m"
       delay    = "15s"
-      mode     = "delay"
+      mode     = "fail"
     }
 
     reschedule {
