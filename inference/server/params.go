@@ -202,6 +202,10 @@ func decodeObject(body []byte) (map[string]json.RawMessage, *APIError) {
 	if !utf8.Valid(body) {
 		return nil, fail("request body is not valid UTF-8")
 	}
+	if unpairedSurrogate(body) {
+		// encoding/json would silently decode it as U+FFFD.
+		return nil, fail(`request body has an unpaired UTF-16 surrogate escape (\ud800-\udfff), which is not a character`)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var obj map[string]json.RawMessage
 	if err := dec.Decode(&obj); err != nil {
@@ -218,6 +222,41 @@ func decodeObject(body []byte) (map[string]json.RawMessage, *APIError) {
 		return nil, fail("unexpected data after the JSON object")
 	}
 	return obj, nil
+}
+
+// unpairedSurrogate reports whether JSON text has a \u escape of a UTF-16 surrogate
+// that is not a high surrogate immediately followed by an escaped low one.
+func unpairedSurrogate(b []byte) bool {
+	hex4 := func(i int) (rune, bool) { // the escape \uXXXX starting at b[i]
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 32)
+		return rune(v), err == nil
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			i++ // some other escape: skip its second character (it may be a backslash)
+			continue
+		}
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true // a low surrogate with no high one before it
+		case r >= 0xD800 && r <= 0xDBFF:
+			lo, ok := hex4(i + 6)
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11 // past the pair
+		default:
+			i += 5
+		}
+	}
+	return false
 }
 
 // single returns the one query value, or an error when the parameter is repeated.

@@ -186,6 +186,7 @@ func TestInferValidation(t *testing.T) {
 		{"array body", "/infer", "application/json", `["hi"]`, 400, "", CheckJSON},
 		{"null body", "/infer", "application/json", `null`, 400, "", CheckJSON},
 		{"invalid utf-8 body", "/infer", "application/json", "{\"prompt\":\"\xff\"}", 400, "", CheckJSON},
+		{"lone surrogate escape", "/infer", "application/json", `{"prompt":"a\ud800b"}`, 400, "", CheckJSON},
 		{"form body", "/infer", "application/x-www-form-urlencoded", "prompt=hi", 415, "", CheckContentType},
 		{"text body", "/infer", "text/plain", "hi", 415, "", CheckContentType},
 		{"latin-1 json", "/infer", "application/json; charset=latin1", `{"prompt":"hi"}`, 415, "", CheckContentType},
@@ -459,6 +460,23 @@ func TestRequestID(t *testing.T) {
 		w := do(s.Handler(), "GET", "/healthz", "", "", "X-Request-ID", bad)
 		if got := w.Header().Get("X-Request-ID"); got == bad || len(got) != 32 {
 			t.Errorf("id %q replaced by %q, want a fresh 32-hex id", bad, got)
+		}
+	}
+}
+
+func TestUnpairedSurrogate(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"prompt":"\ud83d\ude00 hi"}`: false, // a pair: an emoji
+		`{"prompt":"\\ud800"}`:         false, // an escaped backslash, then text
+		`{"prompt":"\u00e9\n\"x\""}`:   false,
+		`{"prompt":"\ud800"}`:          true,
+		`{"prompt":"\udc00x"}`:         true,
+		`{"prompt":"\ud800\u0041"}`:    true,
+		`{"prompt":"\ud800\ud800"}`:    true,
+		`{"prompt":"end\ud83d"}`:       true,
+	} {
+		if got := unpairedSurrogate([]byte(body)); got != want {
+			t.Errorf("unpairedSurrogate(%s) = %v, want %v", body, got, want)
 		}
 	}
 }
