@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inferstack/inferstack/loadtest"
 	"github.com/inferstack/inferstack/tools/deployer/deploy"
 )
 
@@ -35,13 +36,38 @@ type command struct {
 	run   func(ctx context.Context, e *env, args []string) error
 }
 
+// waitTimeout is the --timeout of up and restart: a duration (0: no limit), or,
+// when not given, a default computed by the command.
+type waitTimeout struct {
+	d   time.Duration
+	set bool
+}
+
+func (w *waitTimeout) String() string {
+	if w == nil || !w.set {
+		return ""
+	}
+	return w.d.String()
+}
+
+func (w *waitTimeout) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return errors.New("want a duration such as 20m, or 0 for no limit")
+	}
+	w.d, w.set = d, true
+	return nil
+}
+
 // options are every flag value of every command; each command registers the ones
 // it uses.
 type options struct {
-	client   deploy.ClientOptions
-	jobsDir  string
-	verbose  bool
-	timeout  time.Duration
+	client  deploy.ClientOptions
+	jobsDir string
+	verbose bool
+	timeout time.Duration
+	// wait is the --timeout of up and restart.
+	wait     waitTimeout
 	varFiles stringList
 	vars     stringList
 	dev      bool
@@ -85,7 +111,8 @@ var commands = map[string]*command{
 		help:  "submit the bundle (or the named jobs), wait for healthy deployments and print the addresses",
 		flags: func(fs *flag.FlagSet, o *options) {
 			varFlags(fs, o)
-			fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up waiting after this long (exit 5)")
+			fs.Var(&o.wait, "timeout", fmt.Sprintf("give up waiting after this `duration` (exit 5; 0: no limit) (default: the jobs' longest update.progress_deadline + %s, at least %s; %s for the bundle)",
+				shortDuration(deploy.WaitSlack), shortDuration(deploy.MinWaitTimeout), shortDuration(10*time.Minute+deploy.WaitSlack)))
 			fs.StringVar(&o.healthService, "health-service", "inference", "service whose instances must pass their checks (also in Consul when it answers)")
 			fs.BoolVar(&o.noHealth, "no-health-wait", false, "return when the deployments succeed, without waiting for the services' checks")
 		},
@@ -114,7 +141,7 @@ var commands = map[string]*command{
 		usage: "[JOB...]",
 		help:  "restart the tasks of every running allocation in place, one at a time, waiting for its checks",
 		flags: func(fs *flag.FlagSet, o *options) {
-			fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up waiting after this long (exit 5)")
+			fs.Var(&o.wait, "timeout", fmt.Sprintf("give up waiting after this `duration` (exit 5; 0: no limit) (default %s)", shortDuration(deploy.MinWaitTimeout)))
 		},
 		run: cmdRestart,
 	},
@@ -129,7 +156,7 @@ var commands = map[string]*command{
 		help:  "stop the bundle's jobs (and dispatched load tests) and wait until nothing runs",
 		flags: func(fs *flag.FlagSet, o *options) {
 			fs.BoolVar(&o.purge, "purge", false, "also remove the jobs from Nomad's state")
-			fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up waiting after this long (exit 5)")
+			fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up waiting after this long (exit 5; 0: no limit)")
 		},
 		run: cmdDown,
 	},
@@ -149,14 +176,14 @@ var commands = map[string]*command{
 			fs.IntVar(&o.users, "users", 0, "closed loop: number of users (dispatch meta users; 0: the job's default)")
 			fs.Float64Var(&o.spawnRate, "spawn-rate", 0, "closed loop: users started per second (meta spawn_rate)")
 			fs.Float64Var(&o.rate, "rate", 0, "open loop: arrival rate in requests/s (meta rate)")
-			fs.StringVar(&o.duration, "duration", "", "how long to run, e.g. 60s (meta duration)")
+			fs.StringVar(&o.duration, "duration", "", "how long to run, e.g. 60s (meta duration; default: the job's, 5m for the bundle)")
 			fs.StringVar(&o.weights, "weights", "", "scenario weights, e.g. basic=3,custom_length=2,rapid=1,metrics=1 (meta weights)")
 			fs.StringVar(&o.targetService, "target-service", "", "Consul or Nomad service to load (meta target_service)")
 			fs.Var(&o.thresholds, "threshold", "objective such as p99<2s or error_rate<1% (repeatable; meta thresholds, comma-separated)")
 			fs.BoolVar(&o.json, "json", false, "print the JSON summary on stdout (the text summary goes to stderr)")
 			fs.StringVar(&o.summaryPath, "summary-path", deploy.DefaultSummaryPath, "path of the JSON summary in the allocation directory")
 			fs.StringVar(&o.loadtestJob, "job", "loadtest", "the bundle's parameterized load test job")
-			fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up waiting after this long (exit 5; the dispatched job is stopped)")
+			fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up waiting after this long (exit 5; the dispatched job is stopped; 0: no limit)")
 		},
 		run: cmdLoadtest,
 	},
@@ -185,17 +212,17 @@ func clientFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&c.ClientKey, "client-key", "", "client key file (default: $NOMAD_CLIENT_KEY)")
 	fs.StringVar(&c.TLSServerName, "tls-server-name", "", "server name for TLS (default: $NOMAD_TLS_SERVER_NAME)")
 	fs.BoolVar(&c.TLSSkipVerify, "tls-skip-verify", false, "skip TLS verification (default: $NOMAD_SKIP_VERIFY)")
-	fs.StringVar(&c.ConsulAddress, "consul-address", "", "Consul HTTP address (default: $CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
+	fs.StringVar(&c.ConsulAddress, "consul-address", "", "Consul HTTP address (default: $CONSUL_HTTP_ADDR or "+deploy.DefaultConsulAddress+")")
 	fs.StringVar(&c.ConsulToken, "consul-token", "", "Consul ACL token (default: $CONSUL_HTTP_TOKEN)")
-	fs.StringVar(&o.jobsDir, "jobs-dir", os.Getenv("DEPLOYER_JOBS_DIR"), "read the job files from this directory instead of the embedded bundle (env DEPLOYER_JOBS_DIR)")
+	fs.StringVar(&o.jobsDir, "jobs-dir", os.Getenv("DEPLOYER_JOBS_DIR"), "read the job files from this directory instead of the embedded bundle; their file() paths are relative to its parent (as jobs/… from the repository root) or else to it (env DEPLOYER_JOBS_DIR)")
 	fs.BoolVar(&o.verbose, "verbose", false, "debug logging on stderr")
 }
 
 // varFlags registers the job variable flags.
 func varFlags(fs *flag.FlagSet, o *options) {
-	fs.Var(&o.varFiles, "var-file", "HCL variables file, [JOB=]PATH: for every job declaring the variables, or only JOB (repeatable)")
+	fs.Var(&o.varFiles, "var-file", "variables file (HCL, or JSON when named *.json), [JOB=]PATH: for every job declaring the variables, or only JOB (repeatable)")
 	fs.Var(&o.vars, "var", "variable [JOB.]NAME=VALUE (repeatable; wins over --var-file)")
-	fs.BoolVar(&o.dev, "dev", false, "apply the bundle's dev var files (dev/JOB.vars.hcl: one dev agent, raw_exec, host network) before --var-file and --var")
+	fs.BoolVar(&o.dev, "dev", false, "apply the bundle's dev var files (dev/JOB.vars.hcl: one dev agent, raw_exec, host network) and the checkout's files (bin/inference, bin/loadtest, the model, ONNX Runtime, Prometheus; run from the repository root after make build ort prometheus; a missing one is an error unless --var gives it) before --var-file and --var")
 }
 
 // stringList is a repeatable string flag.
@@ -239,7 +266,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return deploy.Errorf(deploy.KindInput, "%s: %w", name, err)
 	}
 	e := &env{opts: o, stdout: stdout, stderr: stderr}
-	e.deployer = func() (*deploy.Deployer, error) { return newDeployer(o, stdout, stderr) }
+	e.deployer = func() (*deploy.Deployer, error) { return newDeployer(o, positional, stdout, stderr) }
 	return cmd.run(ctx, e, positional)
 }
 
@@ -286,8 +313,9 @@ func versionString() string {
 	return "deployer " + v
 }
 
-// newDeployer builds the deployer from the flags: clients, bundle, variables.
-func newDeployer(o *options, stdout, stderr io.Writer) (*deploy.Deployer, error) {
+// newDeployer builds the deployer from the flags: clients, bundle, variables. args
+// are the command's positional arguments: with --dev, the jobs it acts on.
+func newDeployer(o *options, args []string, stdout, stderr io.Writer) (*deploy.Deployer, error) {
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
@@ -320,8 +348,11 @@ func newDeployer(o *options, stdout, stderr io.Writer) (*deploy.Deployer, error)
 				return nil, err
 			}
 		}
+	}
+	var missing []devDefault
+	if o.dev {
 		// After the dev var files, before the user's --var-file and --var.
-		if err := devDefaults(d, stderr); err != nil {
+		if missing, err = devDefaults(d, args, stderr); err != nil {
 			return nil, err
 		}
 	}
@@ -339,13 +370,42 @@ func newDeployer(o *options, stdout, stderr io.Writer) (*deploy.Deployer, error)
 			return nil, err
 		}
 	}
+	if err := checkDevMissing(d, missing, stderr); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// checkDevMissing handles the --dev files not found in the checkout, once the user's
+// --var-file and --var are applied: a variable they give is fine; one a dev var
+// file gives keeps that value, with a warning; otherwise the job would run with its
+// production default path, so it fails, naming what was not found and how to fix it.
+func checkDevMissing(d *deploy.Deployer, missing []devDefault, stderr io.Writer) error {
+	var lines []string
+	for _, m := range missing {
+		switch origin := d.Vars.Origin(m.job, m.name); {
+		case origin == "":
+			lines = append(lines, fmt.Sprintf("%s not found (for %s.%s): %s, or give --var %s.%s=PATH",
+				strings.Join(m.tried, " or "), m.job, m.name, m.fix, m.job, m.name))
+		case origin == m.devOrigin:
+			fmt.Fprintf(stderr, "    dev: WARNING: %s not found; %s.%s keeps the value of %s (%s)\n",
+				strings.Join(m.tried, " or "), m.job, m.name, origin, m.fix)
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	cwd, _ := os.Getwd()
+	return deploy.Errorf(deploy.KindInput, "--dev: in %s, %s", cwd, strings.Join(lines, "; "))
 }
 
 // devDefault is a dev variable the deployer can fill from a repository checkout.
 type devDefault struct {
 	job, name  string
 	candidates func() []string // files, the first that exists wins
+	fix        string          // how to get the file
+	tried      []string        // the candidates looked for, when none exists
+	devOrigin  string          // where the dev var files set the variable ("": they do not)
 }
 
 // devDefaults sets, for --dev, the variables that name local files (binaries, the
@@ -353,30 +413,37 @@ type devDefault struct {
 // current directory (`make build ort prometheus`), when the file exists, and points
 // Prometheus at the Nomad agent the deployer talks to. They override the dev var
 // files; --var-file and --var, applied afterwards, override them. It says what it
-// picked.
-func devDefaults(d *deploy.Deployer, stderr io.Writer) error {
+// picked. It returns the variables of the selected jobs (args; none: all) whose
+// file it did not find, for checkDevMissing.
+func devDefaults(d *deploy.Deployer, args []string, stderr io.Writer) ([]devDefault, error) {
 	fromEnv := func(env string, rest ...string) func() []string {
 		return func() []string { return append([]string{os.Getenv(env)}, rest...) }
 	}
 	defaults := []devDefault{
-		{"inference", "binary", fromEnv("", "bin/inference")},
-		{"inference", "model_dir", fromEnv("", "inference/model/default")},
-		{"inference", "ort_lib", fromEnv("ORT_LIB", ".cache/onnxruntime-1.24.1/libonnxruntime.so.1")},
-		{"loadtest", "binary", fromEnv("", "bin/loadtest")},
-		{"prometheus", "binary", fromEnv("PROMETHEUS_BIN", ".cache/prometheus-2.54.1/prometheus")},
+		{job: "inference", name: "binary", candidates: fromEnv("", "bin/inference"), fix: "run from the repository root after `make build`"},
+		{job: "inference", name: "model_dir", candidates: fromEnv("", "inference/model/default"), fix: "run from the repository root"},
+		{job: "inference", name: "ort_lib", candidates: fromEnv("ORT_LIB", ".cache/onnxruntime-1.24.1/libonnxruntime.so.1"), fix: "run from the repository root after `make ort` (or set ORT_LIB)"},
+		{job: "loadtest", name: "binary", candidates: fromEnv("", "bin/loadtest"), fix: "run from the repository root after `make build`"},
+		{job: "prometheus", name: "binary", candidates: fromEnv("PROMETHEUS_BIN", ".cache/prometheus-2.54.1/prometheus"), fix: "run from the repository root after `make prometheus` (or set PROMETHEUS_BIN)"},
 	}
 	bundleJobs, err := d.Bundle.Names()
 	if err != nil {
-		return err
+		return nil, err
+	}
+	selected, err := d.Bundle.Select(args)
+	if err != nil {
+		return nil, err
 	}
 	declares := func(job, name string) bool {
 		src, err := d.Bundle.Load(job)
 		return err == nil && src.Variables[name]
 	}
+	var missing []devDefault
 	for _, def := range defaults {
 		if !slices.Contains(bundleJobs, def.job) || !declares(def.job, def.name) {
 			continue
 		}
+		found := false
 		for _, c := range def.candidates() {
 			if c == "" {
 				continue
@@ -386,13 +453,19 @@ func devDefaults(d *deploy.Deployer, stderr io.Writer) error {
 				continue
 			}
 			if _, err := os.Stat(abs); err != nil {
+				def.tried = append(def.tried, c)
 				continue
 			}
 			if err := d.Vars.Set(def.job + "." + def.name + "=" + abs); err != nil {
-				return err
+				return nil, err
 			}
 			fmt.Fprintf(stderr, "    dev: %s.%s = %s\n", def.job, def.name, abs)
+			found = true
 			break
+		}
+		if !found && slices.Contains(selected, def.job) {
+			def.devOrigin = d.Vars.Origin(def.job, def.name)
+			missing = append(missing, def)
 		}
 	}
 	// Prometheus scrapes and discovers through the agent the deployer talks to.
@@ -401,13 +474,13 @@ func devDefaults(d *deploy.Deployer, stderr io.Writer) error {
 		for name, value := range map[string]string{"nomad_addr": strings.TrimSuffix(addr, "/"), "nomad_agent": u.Host} {
 			if declares("prometheus", name) {
 				if err := d.Vars.Set("prometheus." + name + "=" + value); err != nil {
-					return err
+					return nil, err
 				}
 				fmt.Fprintf(stderr, "    dev: prometheus.%s = %s\n", name, value)
 			}
 		}
 	}
-	return nil
+	return missing, nil
 }
 
 // loadBundle returns the embedded bundle, or the one in dir.
@@ -422,13 +495,36 @@ func loadBundle(dir string) (*deploy.Bundle, error) {
 	if st, err := os.Stat(abs); err != nil || !st.IsDir() {
 		return nil, deploy.Errorf(deploy.KindInput, "--jobs-dir %s: not a directory", dir)
 	}
+	// The bundle's job files name their files as jobs/… and grafana/… from the
+	// repository root, the jobs directory's parent: file() paths are resolved
+	// against it, whatever the working directory; failing that, against the jobs
+	// directory itself (as in the embedded bundle).
+	root := filepath.Dir(abs)
 	return &deploy.Bundle{
 		FS: os.DirFS(abs),
-		// As with `nomad job run`, file() paths are relative to the working
-		// directory (the bundle's job files name jobs/… and grafana/… from the
-		// repository root).
-		ReadFile: func(name string) ([]byte, error) { return os.ReadFile(filepath.FromSlash(name)) },
+		ReadFile: func(name string) ([]byte, error) {
+			p := filepath.FromSlash(name)
+			if filepath.IsAbs(p) {
+				return os.ReadFile(p)
+			}
+			b, err := os.ReadFile(filepath.Join(root, p))
+			if errors.Is(err, fs.ErrNotExist) {
+				if b, err2 := os.ReadFile(filepath.Join(abs, p)); !errors.Is(err2, fs.ErrNotExist) {
+					return b, err2
+				}
+				return nil, fmt.Errorf("%s: not found in %s (the parent of --jobs-dir) nor in %s: file() paths are relative to them", name, root, abs)
+			}
+			return b, err
+		},
 	}, nil
+}
+
+// shortDuration prints whole minutes as "15m".
+func shortDuration(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
 }
 
 func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
@@ -443,9 +539,10 @@ func cmdUp(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := withTimeout(ctx, e.opts.timeout)
+	opts := deploy.UpOptions{Jobs: args, SkipHealth: e.opts.noHealth, AutoTimeout: !e.opts.wait.set}
+	ctx, cancel := withTimeout(ctx, e.opts.wait.d) // not set: Up computes the limit
 	defer cancel()
-	return d.Up(ctx, deploy.UpOptions{Jobs: args, SkipHealth: e.opts.noHealth})
+	return d.Up(ctx, opts)
 }
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
@@ -500,7 +597,11 @@ func cmdRestart(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := withTimeout(ctx, e.opts.timeout)
+	limit := deploy.MinWaitTimeout
+	if e.opts.wait.set {
+		limit = e.opts.wait.d
+	}
+	ctx, cancel := withTimeout(ctx, limit)
 	defer cancel()
 	return d.Restart(ctx, args)
 }
@@ -567,6 +668,10 @@ func cmdLoadtest(ctx context.Context, e *env, args []string) error {
 			if strings.Contains(t, ",") {
 				return deploy.Errorf(deploy.KindInput, "--threshold %q: give one threshold per flag", t)
 			}
+		}
+		// Refuse what the load generator would refuse, before dispatching.
+		if _, err := loadtest.ParseThresholds(o.thresholds); err != nil {
+			return deploy.Errorf(deploy.KindInput, "--threshold: %w", err)
 		}
 		meta["thresholds"] = strings.Join(o.thresholds, ",")
 	}

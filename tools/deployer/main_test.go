@@ -5,6 +5,8 @@ import (
 	"context"
 	"flag"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -25,6 +27,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"status", "extra"}, deploy.ExitInput, "status takes no arguments"},
 		{[]string{"loadtest", "--duration", "soon"}, deploy.ExitInput, `--duration "soon"`},
 		{[]string{"loadtest", "--threshold", "p99<1s,p50<1s"}, deploy.ExitInput, "one threshold per flag"},
+		{[]string{"loadtest", "--threshold", "p98<1s"}, deploy.ExitInput, `--threshold: threshold "p98<1s": unknown metric "p98"`},
+		{[]string{"up", "--timeout", "soon"}, deploy.ExitInput, "want a duration such as 20m"},
 		{[]string{"up", "--var", "novalue"}, deploy.ExitInput, "want name=value"},
 		{[]string{"up", "--var-file", "testdata/none.hcl"}, deploy.ExitInput, "read var file"},
 		{[]string{"up", "--jobs-dir", "testdata/none"}, deploy.ExitInput, "--jobs-dir testdata/none: not a directory"},
@@ -108,4 +112,127 @@ func newTestFlagSet(o *options, stderr *bytes.Buffer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	commands["logs"].flags(fs, o)
 	return fs
+}
+
+// writeFiles writes files (path → content) under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for p, content := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+const devJob = `variable "binary" {
+  type    = string
+  default = "/usr/local/bin/inference"
+}
+
+job "inference" {
+  group "api" {
+    task "server" {
+      driver = "raw_exec"
+      config {
+        command = var.binary
+      }
+    }
+  }
+}
+`
+
+func TestRunDevOutsideTheCheckoutFails(t *testing.T) {
+	withDevVars, err := filepath.Abs("deploy/testdata/bundle") // dev/inference.vars.hcl sets binary
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	writeFiles(t, repo, map[string]string{"jobs/inference.nomad.hcl": devJob, "jobs/web.nomad.hcl": "job \"web\" {}\n"})
+	t.Chdir(t.TempDir()) // not the repository root: no bin/inference here
+	jobsDir := filepath.Join(repo, "jobs")
+
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), []string{"validate", "--offline", "--dev", "--jobs-dir", jobsDir}, &stdout, &stderr)
+	code := exitCode(err, &stderr)
+	if code != deploy.ExitInput || !strings.Contains(stderr.String(), "bin/inference not found (for inference.binary): run from the repository root after `make build`, or give --var inference.binary=PATH") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+
+	// Jobs not acted on, or a path given by the user, are no error.
+	for _, args := range [][]string{{"web"}, {"--var", "inference.binary=/opt/inference"}} {
+		stdout.Reset()
+		stderr.Reset()
+		err = run(context.Background(), append([]string{"validate", "--offline", "--dev", "--jobs-dir", jobsDir}, args...), &stdout, &stderr)
+		if code := exitCode(err, &stderr); code != 0 {
+			t.Errorf("%q: exit %d, stderr %q", args, code, stderr.String())
+		}
+	}
+
+	// A dev var file's value is kept, with a warning, unless the user gives one.
+	stderr.Reset()
+	err = run(context.Background(), []string{"validate", "--offline", "--dev", "--jobs-dir", withDevVars, "inference"}, &stdout, &stderr)
+	if code := exitCode(err, &stderr); code != 0 || !strings.Contains(stderr.String(), "dev: WARNING: bin/inference not found; inference.binary keeps the value of dev/inference.vars.hcl:1") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+	stderr.Reset()
+	err = run(context.Background(), []string{"validate", "--offline", "--dev", "--jobs-dir", withDevVars, "--var", "inference.binary=/x", "inference"}, &stdout, &stderr)
+	if code := exitCode(err, &stderr); code != 0 || strings.Contains(stderr.String(), "WARNING") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+
+	// Found in the checkout: used and said.
+	t.Chdir(repo)
+	writeFiles(t, repo, map[string]string{"bin/inference": "#!/bin/sh\n"})
+	stderr.Reset()
+	err = run(context.Background(), []string{"validate", "--offline", "--dev", "--jobs-dir", jobsDir}, &stdout, &stderr)
+	if code := exitCode(err, &stderr); code != 0 || !strings.Contains(stderr.String(), "dev: inference.binary = "+filepath.Join(repo, "bin/inference")) {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+func TestRunJobsDirResolvesFilesAgainstItsParent(t *testing.T) {
+	repo := t.TempDir()
+	writeFiles(t, repo, map[string]string{
+		"jobs/conf.nomad.hcl": "job \"conf\" {\n  meta {\n    data = file(\"jobs/conf/app.yml\")\n  }\n}\n",
+		"jobs/conf/app.yml":   "key: value\n",
+	})
+	t.Chdir(t.TempDir()) // the working directory does not matter
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"validate", "--offline", "--jobs-dir", filepath.Join(repo, "jobs")}, &stdout, &stderr)
+	if code := exitCode(err, &stderr); code != 0 || !strings.Contains(stdout.String(), "valid (offline): conf") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+
+	if err := os.Remove(filepath.Join(repo, "jobs/conf/app.yml")); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	err = run(context.Background(), []string{"validate", "--offline", "--jobs-dir", filepath.Join(repo, "jobs")}, &stdout, &stderr)
+	if code := exitCode(err, &stderr); code != deploy.ExitInput || !strings.Contains(stderr.String(), "jobs/conf/app.yml: not found in "+repo+" (the parent of --jobs-dir) nor in "+filepath.Join(repo, "jobs")) {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+func TestRunHelpShowsDefaults(t *testing.T) {
+	cases := map[string][]string{
+		"up":       {"17m for the bundle", "0: no limit", "(default: $CONSUL_HTTP_ADDR or 127.0.0.1:8500)", "JSON when named *.json"},
+		"restart":  {"(default 15m)"},
+		"down":     {"(default 5m0s)"},
+		"loadtest": {"(default 30m0s)", "5m for the bundle"},
+	}
+	for cmd, wants := range cases {
+		var stdout, stderr bytes.Buffer
+		if code := exitCode(run(context.Background(), []string{cmd, "-h"}, &stdout, &stderr), &stderr); code != 0 {
+			t.Fatalf("%s -h: exit %d", cmd, code)
+		}
+		for _, w := range wants {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("%s -h lacks %q:\n%s", cmd, w, stderr.String())
+			}
+		}
+	}
 }

@@ -10,12 +10,15 @@ package deploy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +46,10 @@ type ClientOptions struct {
 
 	ConsulAddress string
 	ConsulToken   string
+
+	// ResponseTimeout bounds the wait for the headers of each Nomad response
+	// (0: DefaultResponseTimeout). It must exceed the deployer's blocking-query wait.
+	ResponseTimeout time.Duration
 }
 
 // NomadConfig returns the Nomad client configuration: api.DefaultConfig (which reads
@@ -69,10 +76,48 @@ func (o ClientOptions) NomadConfig() *nomadapi.Config {
 	return c
 }
 
+// DefaultConsulAddress is the Consul HTTP address used when neither --consul-address
+// nor CONSUL_HTTP_ADDR is set: the loopback address the bundle's agents bind.
+const DefaultConsulAddress = "127.0.0.1:8500"
+
+// Timeouts of the HTTP transport to Nomad: an address that accepts connections but
+// never answers fails instead of hanging.
+const (
+	dialTimeout = 10 * time.Second
+	// DefaultResponseTimeout bounds the wait for a Nomad response's headers. It
+	// exceeds the longest blocking-query wait (blockingWait, plus the up to wait/16
+	// of jitter the server adds); log streams send their headers within a second
+	// (heartbeat frames).
+	DefaultResponseTimeout = blockingWait + 15*time.Second
+)
+
+// nomadHTTPClient returns the HTTP client for cfg's address, with dial and
+// response-header timeouts and cfg's TLS settings; nil for a unix socket address
+// (the Nomad client builds its own).
+func nomadHTTPClient(cfg *nomadapi.Config, responseTimeout time.Duration) (*http.Client, error) {
+	if strings.HasPrefix(cfg.Address, "unix:") {
+		return nil, nil
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = 10 * time.Second
+	tr.ResponseHeaderTimeout = responseTimeout
+	tr.ForceAttemptHTTP2 = false // as the Nomad client: alloc exec needs HTTP/1
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	hc := &http.Client{Transport: tr}
+	if err := nomadapi.ConfigureTLS(hc, cfg.TLSConfig); err != nil {
+		return nil, err
+	}
+	return hc, nil
+}
+
 // ConsulConfig returns the Consul client configuration: consulapi.DefaultConfig
 // (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...) overridden by the options that are set.
 func (o ClientOptions) ConsulConfig() *consulapi.Config {
 	c := consulapi.DefaultConfig()
+	if os.Getenv(consulapi.HTTPAddrEnvName) == "" {
+		c.Address = DefaultConsulAddress
+	}
 	if o.ConsulAddress != "" {
 		c.Address = o.ConsulAddress
 	}
@@ -101,6 +146,9 @@ type Deployer struct {
 	// Up reports success (default "inference").
 	HealthService string
 
+	// responseTimeout is the Nomad client's response-header timeout.
+	responseTimeout time.Duration
+
 	mu sync.Mutex
 }
 
@@ -108,6 +156,14 @@ type Deployer struct {
 // later only produce notes.
 func New(opts ClientOptions, bundle *Bundle, progress, out io.Writer, logger *slog.Logger) (*Deployer, error) {
 	ncfg := opts.NomadConfig()
+	if opts.ResponseTimeout <= 0 {
+		opts.ResponseTimeout = DefaultResponseTimeout
+	}
+	hc, err := nomadHTTPClient(ncfg, opts.ResponseTimeout)
+	if err != nil {
+		return nil, Errorf(KindInput, "nomad client TLS: %w", err)
+	}
+	ncfg.HttpClient = hc
 	nc, err := nomadapi.NewClient(ncfg)
 	if err != nil {
 		return nil, Errorf(KindInput, "nomad client: %w", err)
@@ -121,17 +177,18 @@ func New(opts ClientOptions, bundle *Bundle, progress, out io.Writer, logger *sl
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return &Deployer{
-		Nomad:         nc,
-		Consul:        consul,
-		ConsulAddress: consulURL(cc),
-		Bundle:        bundle,
-		Vars:          NewVariables(),
-		Progress:      progress,
-		Out:           out,
-		Logger:        logger,
-		HealthService: "inference",
-		Region:        ncfg.Region,
-		Namespace:     ncfg.Namespace,
+		Nomad:           nc,
+		Consul:          consul,
+		ConsulAddress:   consulURL(cc),
+		Bundle:          bundle,
+		Vars:            NewVariables(),
+		Progress:        progress,
+		Out:             out,
+		Logger:          logger,
+		HealthService:   "inference",
+		Region:          ncfg.Region,
+		Namespace:       ncfg.Namespace,
+		responseTimeout: opts.ResponseTimeout,
 	}, nil
 }
 
@@ -171,9 +228,15 @@ func (d *Deployer) linef(w io.Writer, format string, args ...any) {
 	fmt.Fprintf(w, format+"\n", args...)
 }
 
+// badInputMarkers are parts of the messages with which the Nomad server answers 500
+// to a request naming a region, namespace or node pool that does not exist: input
+// errors, not server failures.
+var badInputMarkers = []string{"nonexistent namespace", "nonexistent node pool", "No path to region", "namespace not found"}
+
 // apiErr classifies an error from a Nomad or Consul call made for what: a
-// cancelled or expired context keeps its meaning, an HTTP 400 is an input error, a
-// refused connection gets a hint about the address.
+// cancelled or expired context keeps its meaning, an HTTP 400 (or a 500 naming a
+// region, namespace or node pool that does not exist) is an input error, a refused
+// connection or a server that does not answer gets a hint about the address.
 func (d *Deployer) apiErr(ctx context.Context, what string, err error) error {
 	if err == nil {
 		return nil
@@ -191,7 +254,20 @@ func (d *Deployer) apiErr(ctx context.Context, what string, err error) error {
 			return Errorf(KindInput, "%s: %s", what, strings.TrimSpace(ure.Body()))
 		case code == 403:
 			return Errorf(KindAPI, "%s: permission denied (check NOMAD_TOKEN or --token): %s", what, strings.TrimSpace(ure.Body()))
+		case code == 500:
+			body := strings.TrimSpace(ure.Body())
+			for _, m := range badInputMarkers {
+				if strings.Contains(body, m) {
+					body = strings.ReplaceAll(strings.TrimPrefix(body, "1 error occurred:"), "\t* ", "")
+					return Errorf(KindInput, "%s: %s (check --region, --namespace, NOMAD_REGION, NOMAD_NAMESPACE and the job's node_pool)",
+						what, strings.Join(strings.Fields(body), " "))
+				}
+			}
 		}
+	}
+	if strings.Contains(err.Error(), "timeout awaiting response headers") {
+		return Errorf(KindAPI, "%s: Nomad at %s accepted the connection but did not answer within %s (is it a Nomad HTTP address? set NOMAD_ADDR or --address): %w",
+			what, d.Nomad.Address(), d.responseTimeout, err)
 	}
 	var ne net.Error
 	var ue *url.Error

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	nomadapi "github.com/hashicorp/nomad/api"
@@ -34,17 +35,17 @@ func (d *Deployer) Down(ctx context.Context, opts DownOptions) error {
 	if err != nil {
 		return d.apiErr(ctx, "list jobs", err)
 	}
-	var stopped []string
+	var stopped, already []string
 	for _, id := range ids {
-		var targets []string
+		var targets []*nomadapi.JobListStub
 		for _, j := range all {
 			if j.ParentID == id {
-				targets = append(targets, j.ID)
+				targets = append(targets, j)
 			}
 		}
 		for _, j := range all {
 			if j.ID == id {
-				targets = append(targets, j.ID)
+				targets = append(targets, j)
 			}
 		}
 		if len(targets) == 0 {
@@ -52,17 +53,27 @@ func (d *Deployer) Down(ctx context.Context, opts DownOptions) error {
 			continue
 		}
 		for _, t := range targets {
+			if t.Stop {
+				d.progressf("    job %q is already stopped", t.ID)
+				already = append(already, t.ID)
+				continue
+			}
+			if t.Status == "dead" {
+				d.progressf("    job %q has already finished (status dead)", t.ID)
+				already = append(already, t.ID)
+				continue
+			}
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-			_, _, err := d.Nomad.Jobs().Deregister(t, false, (&nomadapi.WriteOptions{}).WithContext(wctx))
+			_, _, err := d.Nomad.Jobs().Deregister(t.ID, false, (&nomadapi.WriteOptions{}).WithContext(wctx))
 			cancel()
 			if err != nil && !isNotFound(err) {
-				return d.apiErr(ctx, "stop job "+t, err)
+				return d.apiErr(ctx, "stop job "+t.ID, err)
 			}
-			d.progressf("==> Stopped job %q", t)
-			stopped = append(stopped, t)
+			d.progressf("==> Stopped job %q", t.ID)
+			stopped = append(stopped, t.ID)
 		}
 	}
-	for _, id := range stopped {
+	for _, id := range slices.Concat(stopped, already) { // an earlier stop may still be draining
 		if err := d.waitStopped(ctx, id); err != nil {
 			return err
 		}
@@ -70,7 +81,7 @@ func (d *Deployer) Down(ctx context.Context, opts DownOptions) error {
 	if opts.Purge {
 		// Purge only once the allocations are stopped, so that they stay visible
 		// while they drain.
-		for _, id := range stopped {
+		for _, id := range slices.Concat(stopped, already) {
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 			_, _, err := d.Nomad.Jobs().Deregister(id, true, (&nomadapi.WriteOptions{}).WithContext(wctx))
 			cancel()
@@ -80,9 +91,14 @@ func (d *Deployer) Down(ctx context.Context, opts DownOptions) error {
 			d.progressf("==> Purged job %q", id)
 		}
 	}
-	if len(stopped) > 0 {
+	switch {
+	case len(stopped) > 0 && len(already) > 0:
+		d.outf("stopped: %s (already stopped: %s)", strings.Join(stopped, ", "), strings.Join(already, ", "))
+	case len(stopped) > 0:
 		d.outf("stopped: %s", strings.Join(stopped, ", "))
-	} else {
+	case len(already) > 0:
+		d.outf("nothing was running (already stopped: %s)", strings.Join(already, ", "))
+	default:
 		d.outf("nothing was running")
 	}
 	return nil

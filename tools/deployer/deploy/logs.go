@@ -54,6 +54,12 @@ func (d *Deployer) Logs(ctx context.Context, opts LogsOptions) error {
 		}
 		return d.apiErr(ctx, "allocations of job "+jobID, err)
 	}
+	if len(stubs) == 0 {
+		// Nomad answers an unknown job's allocations with an empty list.
+		if jobID, stubs, err = d.logsTarget(ctx, jobID); err != nil {
+			return err
+		}
+	}
 	picked := pickAllocs(stubs, opts.All)
 	if len(picked) == 0 {
 		return Errorf(KindInput, "job %q has no allocations (yet): `deployer status` shows why", jobID)
@@ -110,6 +116,42 @@ func (d *Deployer) Logs(ctx context.Context, opts LogsOptions) error {
 		}
 	}
 	return nil
+}
+
+// logsTarget is called when jobID has no allocations: it tells a job that does not
+// exist apart from one that has none yet, and for a parameterized job (which never
+// has allocations itself) returns its newest dispatched job and that one's
+// allocations.
+func (d *Deployer) logsTarget(ctx context.Context, jobID string) (string, []*nomadapi.AllocationListStub, error) {
+	job, _, err := d.Nomad.Jobs().Info(jobID, qo(ctx, 0, 0))
+	if err != nil {
+		if isNotFound(err) {
+			return "", nil, Errorf(KindInput, "no job %q in Nomad (`deployer status` lists the bundle's jobs)", jobID)
+		}
+		return "", nil, d.apiErr(ctx, "job "+jobID, err)
+	}
+	if job.ParameterizedJob == nil {
+		return jobID, nil, nil
+	}
+	list, _, err := d.Nomad.Jobs().List(qo(ctx, 0, 0))
+	if err != nil {
+		return "", nil, d.apiErr(ctx, "list jobs", err)
+	}
+	var newest *nomadapi.JobListStub
+	for _, j := range list {
+		if j.ParentID == jobID && (newest == nil || j.CreateIndex > newest.CreateIndex) {
+			newest = j
+		}
+	}
+	if newest == nil {
+		return "", nil, Errorf(KindInput, "job %q is parameterized and has no dispatched job: `deployer loadtest` dispatches one", jobID)
+	}
+	d.progressf("    job %q is parameterized: logs of its newest dispatched job %q (pass another dispatched job's ID to choose)", jobID, newest.ID)
+	stubs, _, err := d.Nomad.Jobs().Allocations(newest.ID, false, qo(ctx, 0, 0))
+	if err != nil {
+		return "", nil, d.apiErr(ctx, "allocations of job "+newest.ID, err)
+	}
+	return newest.ID, stubs, nil
 }
 
 // pickAllocs returns the running allocations (all of them with all), newest first;

@@ -189,6 +189,7 @@ func TestLogsErrors(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	scriptHealthyInference(h.fake)
+	h.fake.Registered["inference"] = h.fake.Parsed["inference"]
 	err := h.d.Logs(testCtx(t, 5*time.Second), LogsOptions{Job: "inference"})
 	wantKind(t, err, KindInput, `job "inference" has no allocations`)
 

@@ -28,8 +28,11 @@ type StatusReport struct {
 
 // JobStatus is the state of one bundle job.
 type JobStatus struct {
-	Name        string             `json:"name"`
-	ID          string             `json:"id"`
+	Name string `json:"name"`
+	ID   string `json:"id"`
+	// ParentID is, for a running dispatched job (a load test), the parameterized
+	// bundle job it was dispatched from.
+	ParentID    string             `json:"parent_id,omitempty"`
 	Registered  bool               `json:"registered"`
 	Type        string             `json:"type,omitempty"`
 	Status      string             `json:"status,omitempty"`
@@ -101,6 +104,13 @@ func (d *Deployer) Status(ctx context.Context) (*StatusReport, error) {
 			}
 		}
 		rep.Jobs = append(rep.Jobs, *js)
+		if js.Registered && src.Parameterized {
+			children, err := d.runningChildren(ctx, src)
+			if err != nil {
+				return nil, err
+			}
+			rep.Jobs = append(rep.Jobs, children...)
+		}
 	}
 
 	rep.Consul = d.consulInstances(ctx, rep)
@@ -115,6 +125,34 @@ func (d *Deployer) Status(ctx context.Context) (*StatusReport, error) {
 		rep.Notes = append(rep.Notes, "no prometheus service registered: targets unknown")
 	}
 	return rep, nil
+}
+
+// runningChildren returns the status of the running (or pending) jobs dispatched from
+// the parameterized job src, oldest first.
+func (d *Deployer) runningChildren(ctx context.Context, src *JobSource) ([]JobStatus, error) {
+	list, _, err := d.Nomad.Jobs().List(qo(ctx, 0, 0))
+	if err != nil {
+		return nil, d.apiErr(ctx, "list jobs", err)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].CreateIndex < list[j].CreateIndex })
+	var out []JobStatus
+	for _, j := range list {
+		if j.ParentID != src.ID || (j.Status != "running" && j.Status != "pending") {
+			continue
+		}
+		child := *src
+		child.ID = j.ID
+		js, err := d.jobStatus(ctx, &child)
+		if err != nil {
+			return nil, err
+		}
+		if !js.Registered { // purged meanwhile
+			continue
+		}
+		js.ParentID = src.ID
+		out = append(out, *js)
+	}
+	return out, nil
 }
 
 func (d *Deployer) jobStatus(ctx context.Context, src *JobSource) (*JobStatus, error) {

@@ -30,6 +30,46 @@ type UpOptions struct {
 	// SkipHealth skips waiting for the service instances' checks after the
 	// deployments succeed.
 	SkipHealth bool
+	// AutoTimeout bounds the run, once the jobs are parsed, by WaitTimeout of
+	// them (the command line's default when --timeout is not given).
+	AutoTimeout bool
+}
+
+// MinWaitTimeout is the least default bound of `up` and `restart`.
+const MinWaitTimeout = 15 * time.Minute
+
+// defaultProgressDeadline is Nomad's update.progress_deadline when a job sets none.
+const defaultProgressDeadline = 10 * time.Minute
+
+// WaitSlack is what WaitTimeout adds to the longest progress deadline: the wait for
+// Nomad's rollback (rollbackWait) and a margin for the evaluation before the
+// deployment, the health checks after it, and the deadline restarting each time an
+// allocation becomes healthy.
+const WaitSlack = rollbackWait + 5*time.Minute
+
+// WaitTimeout returns how long `up` waits for jobs by default: longer than the
+// longest update.progress_deadline among their groups (after which Nomad fails the
+// deployment and maybe rolls back) plus WaitSlack, so that a failed deployment is reported as failed, not as a timeout; at
+// least MinWaitTimeout.
+func WaitTimeout(jobs []*nomadapi.Job) time.Duration {
+	longest := time.Duration(0)
+	for _, j := range jobs {
+		if j == nil || (j.Type != nil && *j.Type != "" && *j.Type != nomadapi.JobTypeService) {
+			continue
+		}
+		jobDeadline := defaultProgressDeadline
+		if j.Update != nil && j.Update.ProgressDeadline != nil {
+			jobDeadline = *j.Update.ProgressDeadline
+		}
+		for _, tg := range j.TaskGroups {
+			dl := jobDeadline
+			if tg != nil && tg.Update != nil && tg.Update.ProgressDeadline != nil {
+				dl = *tg.Update.ProgressDeadline
+			}
+			longest = max(longest, dl)
+		}
+	}
+	return max(MinWaitTimeout, longest+WaitSlack)
 }
 
 // parsedJob is a bundle job parsed by the server.
@@ -85,12 +125,18 @@ func (d *Deployer) parse(ctx context.Context, names []string) ([]*parsedJob, err
 				src = s
 			}
 		}
+		vars, origins := d.Vars.render(src.Name, src.Variables)
 		job, err := d.Nomad.Jobs().ParseHCLOpts(&nomadapi.JobsParseRequest{
 			JobHCL:    src.HCL,
-			Variables: d.Vars.For(src.Name, src.Variables),
+			Variables: vars,
 		})
 		if err != nil {
-			return nil, d.apiErr(ctx, "parse "+src.Path, err)
+			err = d.apiErr(ctx, "parse "+src.Path, err)
+			if KindOf(err) == KindInput {
+				// The server names both the job and the variables "input.hcl".
+				err = Errorf(KindInput, "%s", rewriteServerRefs(err.Error(), src.Path, origins))
+			}
+			return nil, err
 		}
 		if job.ID == nil || *job.ID == "" {
 			return nil, Errorf(KindInput, "parse %s: the server returned a job without ID", src.Path)
@@ -122,6 +168,17 @@ func (d *Deployer) Up(ctx context.Context, opts UpOptions) error {
 	jobs, err := d.parse(ctx, opts.Jobs)
 	if err != nil {
 		return err
+	}
+	if opts.AutoTimeout {
+		parsed := make([]*nomadapi.Job, len(jobs))
+		for i, pj := range jobs {
+			parsed[i] = pj.job
+		}
+		limit := WaitTimeout(parsed)
+		d.Logger.Debug("wait limit", "timeout", limit)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
 	}
 
 	// Plan everything first: a placement failure leaves the cluster untouched.
@@ -408,7 +465,10 @@ func promotionHint(dep *nomadapi.Deployment) string {
 		return ""
 	}
 	for g, st := range dep.TaskGroups {
-		if st.DesiredCanaries > 0 && !st.Promoted && st.HealthyAllocs >= st.DesiredCanaries && strings.Contains(dep.StatusDescription, "promotion") {
+		// With auto_promote Nomad promotes by itself ("Deployment is running pending
+		// automatic promotion"): only manual promotion needs the user.
+		if st.DesiredCanaries > 0 && !st.Promoted && st.HealthyAllocs >= st.DesiredCanaries &&
+			strings.Contains(dep.StatusDescription, "promotion") && !strings.Contains(dep.StatusDescription, "automatic") {
 			return fmt.Sprintf("    group %s: canaries healthy, waiting for promotion (nomad deployment promote %s)", g, dep.ID)
 		}
 	}

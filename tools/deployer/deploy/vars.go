@@ -4,14 +4,18 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/inferstack/inferstack/jobs"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	hcljson "github.com/hashicorp/hcl/v2/json"
 )
 
 // Variables are HCL2 variable values for the job specifications, kept as HCL
@@ -32,7 +36,8 @@ type assignment struct {
 // NewVariables returns an empty set of variables.
 func NewVariables() *Variables { return &Variables{} }
 
-// AddFile reads a variables file (name = value lines, HCL syntax) and adds its
+// AddFile reads a variables file (name = value lines in HCL syntax, or, for a name
+// ending in .json, a JSON object as `nomad job run -var-file` accepts) and adds its
 // assignments, scoped to job unless job is "". Syntax errors are input errors naming
 // file and line.
 func (v *Variables) AddFile(job, filename string) error {
@@ -46,6 +51,9 @@ func (v *Variables) AddFile(job, filename string) error {
 // AddSource adds the assignments of variables-file content src, named filename in
 // messages, scoped to job unless job is "".
 func (v *Variables) AddSource(job, filename string, src []byte) error {
+	if strings.HasSuffix(strings.ToLower(filename), ".json") {
+		return v.addJSON(job, filename, src)
+	}
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		return Errorf(KindInput, "parse var file %s: %s", filename, diags.Error())
@@ -65,6 +73,32 @@ func (v *Variables) AddSource(job, filename string, src []byte) error {
 		attr := attrs[name]
 		r := attr.Expr.Range()
 		v.list = append(v.list, assignment{job: job, name: name, expr: string(src[r.Start.Byte:r.End.Byte]),
+			origin: fmt.Sprintf("%s:%d", filename, attr.NameRange.Start.Line)})
+	}
+	return nil
+}
+
+// addJSON adds the assignments of a JSON variables file: one object whose members
+// are the variables. Each value is rendered as the equivalent HCL expression.
+func (v *Variables) addJSON(job, filename string, src []byte) error {
+	file, diags := hcljson.Parse(src, filename)
+	if diags.HasErrors() {
+		return Errorf(KindInput, "parse JSON var file %s: %s", filename, diags.Error())
+	}
+	attrs, diags := file.Body.JustAttributes()
+	if diags.HasErrors() {
+		return Errorf(KindInput, "JSON var file %s: %s", filename, diags.Error())
+	}
+	names := slices.SortedFunc(maps.Keys(attrs), func(a, b string) int {
+		return attrs[a].NameRange.Start.Byte - attrs[b].NameRange.Start.Byte
+	})
+	for _, name := range names {
+		attr := attrs[name]
+		val, diags := attr.Expr.Value(nil)
+		if diags.HasErrors() {
+			return Errorf(KindInput, "JSON var file %s: %s", filename, diags.Error())
+		}
+		v.list = append(v.list, assignment{job: job, name: name, expr: string(hclwrite.TokensForValue(val).Bytes()),
 			origin: fmt.Sprintf("%s:%d", filename, attr.NameRange.Start.Line)})
 	}
 	return nil
@@ -100,17 +134,65 @@ func (v *Variables) Set(arg string) error {
 // For renders, as variables-file content, the assignments that apply to the job
 // named job among the variables it declares; the last assignment of a name wins.
 func (v *Variables) For(job string, declared map[string]bool) string {
-	final := map[string]string{}
+	text, _ := v.render(job, declared)
+	return text
+}
+
+// render is For, also returning where each line of the text comes from
+// (origins[i] for line i+1): "FILE:LINE" or "--var NAME".
+func (v *Variables) render(job string, declared map[string]bool) (string, []string) {
+	final := map[string]assignment{}
 	for _, a := range v.list {
 		if (a.job == "" || a.job == job) && declared[a.name] {
-			final[a.name] = a.expr
+			final[a.name] = a
 		}
 	}
 	var b strings.Builder
+	var origins []string
 	for _, n := range slices.Sorted(maps.Keys(final)) {
-		fmt.Fprintf(&b, "%s = %s\n", n, final[n])
+		a := final[n]
+		line := fmt.Sprintf("%s = %s\n", n, a.expr)
+		b.WriteString(line)
+		for range strings.Count(line, "\n") {
+			origins = append(origins, a.origin)
+		}
 	}
-	return b.String()
+	return b.String(), origins
+}
+
+// Origin returns where the value of the variable name that applies to job comes
+// from: "FILE:LINE" or "--var NAME" of the last such assignment, "" when none.
+func (v *Variables) Origin(job, name string) string {
+	origin := ""
+	for _, a := range v.list {
+		if (a.job == "" || a.job == job) && a.name == name {
+			origin = a.origin
+		}
+	}
+	return origin
+}
+
+// serverRef matches a position in the Nomad server's parse errors, which names both
+// the job specification and the variables text "input.hcl": LINE,COL[-[LINE,]COL].
+// Group 1: the var-content prefix; 2: the line; 3: a diagnostic about a variable's
+// value.
+var serverRef = regexp.MustCompile(`(unable to parse var content: )?input\.hcl:(\d+)(?:,\d+(?:-(?:\d+,)?\d+)?)?(: Invalid value for (?:varfile )?variable)?`)
+
+// rewriteServerRefs rewrites the "input.hcl:…" positions of a server parse error:
+// those in the variables text become the file and line (or --var) that assigned the
+// value, per origins (from render); those in the job specification name jobPath.
+func rewriteServerRefs(msg, jobPath string, origins []string) string {
+	return serverRef.ReplaceAllStringFunc(msg, func(ref string) string {
+		m := serverRef.FindStringSubmatch(ref)
+		if m[1] == "" && m[3] == "" {
+			return jobPath + strings.TrimPrefix(ref, "input.hcl")
+		}
+		line, _ := strconv.Atoi(m[2])
+		if line < 1 || line > len(origins) {
+			return ref
+		}
+		return m[1] + origins[line-1] + m[3]
+	})
 }
 
 // CheckDeclared returns an input error naming every assignment that no job it
