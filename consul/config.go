@@ -9,6 +9,7 @@ package consul
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -166,11 +167,18 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.BackoffMax, DefaultBackoffMax)
 	def(&c.RequestTimeout, DefaultRequestTimeout)
 
+	if a := c.AdvertiseAddr; len(a) > 2 && a[0] == '[' && a[len(a)-1] == ']' && isIP(a[1:len(a)-1]) {
+		c.AdvertiseAddr = a[1 : len(a)-1] // "[::1]": the brackets belong in URLs, not in the address
+	}
 	switch {
 	case c.AdvertiseAddr == "":
 		return c, errors.New("advertise address is empty: set it, or run under Nomad with a port labelled " + labelOr(c.NomadPortLabel))
 	case isUnspecified(c.AdvertiseAddr):
 		return c, fmt.Errorf("advertise address %q is a wildcard: give an address others can reach", c.AdvertiseAddr)
+	case hasPort(c.AdvertiseAddr) && !strings.Contains(c.AdvertiseAddr, "/"):
+		return c, fmt.Errorf("advertise address %q includes a port: give the host or IP only (the port is %d)", c.AdvertiseAddr, c.Port)
+	case strings.ContainsAny(c.AdvertiseAddr, "[]/ ") || (strings.Contains(c.AdvertiseAddr, ":") && !isIP(c.AdvertiseAddr)):
+		return c, fmt.Errorf("advertise address %q is not an IP address or host name", c.AdvertiseAddr)
 	case c.Port <= 0 || c.Port > 65535:
 		return c, fmt.Errorf("port %d is out of range 1-65535", c.Port)
 	case !strings.HasPrefix(c.CheckPath, "/"):
@@ -187,10 +195,16 @@ func (c Config) withDefaults() (Config, error) {
 		if err := validateMetaKey(k); err != nil {
 			return c, err
 		}
+		if len(v) > maxMetaValue {
+			return c, fmt.Errorf("meta %q: value is %d characters; Consul allows %d", k, len(v), maxMetaValue)
+		}
 		meta[k] = v
 	}
 	if _, ok := meta[MetaMetricsPath]; !ok {
 		meta[MetaMetricsPath] = DefaultMetricsPath
+	}
+	if len(meta) > maxMetaPairs {
+		return c, fmt.Errorf("%d meta pairs; Consul allows %d", len(meta), maxMetaPairs)
 	}
 	c.Meta = meta
 	c.Tags = append([]string(nil), c.Tags...)
@@ -211,6 +225,23 @@ func labelOr(l string) string {
 		return DefaultNomadPortLabel
 	}
 	return l
+}
+
+// Consul's limits on service meta (structs.ValidateServiceMetadata).
+const (
+	maxMetaValue = 512
+	maxMetaPairs = 64
+)
+
+// hasPort reports whether a is host:port or [v6]:port.
+func hasPort(a string) bool {
+	_, _, err := net.SplitHostPort(a)
+	return err == nil
+}
+
+func isIP(a string) bool {
+	_, err := netip.ParseAddr(a)
+	return err == nil
 }
 
 func isUnspecified(a string) bool {

@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -100,6 +101,16 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 		{"no advertise", func(c *Config) { c.AdvertiseAddr = "" }, "advertise address is empty"},
 		{"wildcard", func(c *Config) { c.AdvertiseAddr = "0.0.0.0" }, "wildcard"},
 		{"wildcard v6", func(c *Config) { c.AdvertiseAddr = "::" }, "wildcard"},
+		{"advertise with port", func(c *Config) { c.AdvertiseAddr = "127.0.0.1:8080" }, "includes a port"},
+		{"advertise v6 with port", func(c *Config) { c.AdvertiseAddr = "[::1]:8080" }, "includes a port"},
+		{"advertise not a host", func(c *Config) { c.AdvertiseAddr = "http://x" }, "not an IP address or host name"},
+		{"meta value too long", func(c *Config) { c.Meta = map[string]string{"model": strings.Repeat("m", 513)} }, "Consul allows 512"},
+		{"too many meta pairs", func(c *Config) {
+			c.Meta = map[string]string{}
+			for i := range 64 {
+				c.Meta[fmt.Sprintf("k%d", i)] = "v"
+			}
+		}, "65 meta pairs; Consul allows 64"},
 		{"port", func(c *Config) { c.Port = 70000 }, "out of range"},
 		{"path", func(c *Config) { c.CheckPath = "readyz" }, "must start with /"},
 		{"backoff", func(c *Config) { c.BackoffMin, c.BackoffMax = time.Second, time.Millisecond }, "below backoff min"},
@@ -112,6 +123,13 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 		tt.mod(&c)
 		if _, err := c.withDefaults(); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: got %v, want error containing %q", tt.name, err, tt.want)
+		}
+	}
+	for in, want := range map[string]string{"[::1]": "::1", "::1": "::1", "10.0.0.1": "10.0.0.1", "node-1.example": "node-1.example"} {
+		c := ok
+		c.AdvertiseAddr = in
+		if got, err := c.withDefaults(); err != nil || got.AdvertiseAddr != want {
+			t.Errorf("advertise %q: got %q, %v; want %q", in, got.AdvertiseAddr, err, want)
 		}
 	}
 	if (&Config{}).Enabled() || !(&Config{Address: "x:1"}).Enabled() {

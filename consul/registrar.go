@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -161,7 +162,14 @@ func (r *Registrar) Run(ctx context.Context) {
 			r.setRegistered(false)
 			delay := r.backoff(attempt)
 			attempt++
-			r.log.Warn("consul registration failed; will retry", "attempt", attempt, "retry_in", delay, "err", err)
+			if rejected(err) {
+				// The agent refused the request itself: retrying soon will not help, but
+				// its rules (ACLs, limits) can change, so keep trying at the slowest pace.
+				delay = r.cfg.BackoffMax
+				r.log.Error("consul rejected the registration; fix the configuration (retrying)", "attempt", attempt, "retry_in", delay, "err", err)
+			} else {
+				r.log.Warn("consul registration failed; will retry", "attempt", attempt, "retry_in", delay, "err", err)
+			}
 			if !r.sleep(ctx, delay) {
 				return
 			}
@@ -277,8 +285,22 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	r.setRegistered(false)
 	q := (&api.QueryOptions{}).WithContext(ctx)
 	if err := r.client.Agent().ServiceDeregisterOpts(r.cfg.ServiceID, q); err != nil {
+		var se api.StatusError
+		if errors.As(err, &se) && se.Code == http.StatusNotFound {
+			// The agent no longer has it: it restarted without state, or reaped the
+			// instance after its check stayed critical.
+			r.log.Info("not registered in consul any more; nothing to deregister")
+			return nil
+		}
 		return fmt.Errorf("deregister service %s: %w", r.cfg.ServiceID, err)
 	}
 	r.log.Info("deregistered from consul")
 	return nil
+}
+
+// rejected reports whether the agent answered a request with a client error (400: bad
+// definition; 403: ACL) rather than failing to answer.
+func rejected(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && (se.Code == http.StatusBadRequest || se.Code == http.StatusForbidden)
 }

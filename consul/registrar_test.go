@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,6 +219,42 @@ func TestDeregisterStopsReRegistration(t *testing.T) {
 	time.Sleep(3 * cfg.ResyncInterval)
 	if _, ok := dbl.Service(cfg.ServiceID); ok {
 		t.Fatal("registered again after Deregister")
+	}
+	// Once the agent has forgotten the instance (restart, or reaped after its check
+	// stayed critical), deregistering answers 404: that is success, not a failure.
+	if err := r.Deregister(context.Background()); err != nil {
+		t.Fatalf("Deregister of an instance the agent no longer has: %v", err)
+	}
+}
+
+// A registration the agent rejects (400) is logged as an error and retried at the
+// slowest pace (BackoffMax), not at the fastest as a transient failure would be.
+func TestRejectedRegistrationBacksOffFully(t *testing.T) {
+	t.Parallel()
+	var attempts atomic.Int32
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attempts.Add(1)
+		http.Error(w, "Invalid Service Meta: Value is too long", http.StatusBadRequest)
+	}))
+	defer agent.Close()
+	cfg := baseConfig(strings.TrimPrefix(agent.URL, "http://"), "127.0.0.1", 8000)
+	cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 300*time.Millisecond
+	log, logs := testLogger()
+	r, err := NewRegistrar(cfg, log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel, done := startRun(t, r)
+	time.Sleep(700 * time.Millisecond)
+	cancel()
+	<-done
+	// Fast backoff from 1 ms would make well over ten attempts in 700 ms; the full
+	// 300 ms backoff makes three.
+	if n := attempts.Load(); n < 1 || n > 4 {
+		t.Errorf("%d registration attempts in 700ms, want 1-4 (300ms apart)", n)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "consul rejected the registration") {
+		t.Errorf("logs lack the ERROR line:\n%s", logs.String())
 	}
 }
 

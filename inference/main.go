@@ -123,8 +123,9 @@ func run(args []string, env envLookup, stderr io.Writer, signals <-chan os.Signa
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	// The registrar is built now, so a bad Consul setting fails before the slow
-	// start-up steps; it contacts Consul only once the model is ready.
+	// The registrar is built now (it needs the model's name for its meta), so a bad
+	// Consul setting fails before the validation pass and the warm-up; it contacts
+	// Consul only once the model is ready.
 	var registrar *consul.Registrar
 	if cfg.ConsulAddr == "" {
 		log.Info("consul registration off (no --consul-addr or CONSUL_HTTP_ADDR)")

@@ -220,13 +220,9 @@ func (s *Server) handleServiceDeregister(w http.ResponseWriter, r *http.Request)
 	defer s.mu.Unlock()
 	svc, exists := s.services[id]
 	if !exists {
-		// Consul: "If the service does not exist, no action is taken." (ACL permitting:
-		// with ACLs on, an unknown service is reported as 404.)
-		if s.opts.acl != nil {
-			httpError(w, http.StatusNotFound, fmt.Sprintf("Unknown service ID %q. Ensure that the service ID is passed, not the service name.", id))
-			return
-		}
-		w.WriteHeader(http.StatusOK)
+		// Consul's agent answers 404 for an unknown ID, with or without ACLs
+		// (vetServiceUpdateWithAuthorizer; ACLs off resolve to an allow-all authorizer).
+		httpError(w, http.StatusNotFound, fmt.Sprintf("Unknown service ID %q. Ensure that the service ID is passed, not the service name.", id))
 		return
 	}
 	if !authz.serviceWrite(svc.Name) {

@@ -2,6 +2,7 @@ package consultest
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -149,9 +150,10 @@ func TestRegisterAndReadBack(t *testing.T) {
 	if ids := s.ServiceIDs(); len(ids) != 0 {
 		t.Fatalf("services left: %v", ids)
 	}
-	// Deregistering an unknown service is a no-op without ACLs, like Consul.
-	if err := c.Agent().ServiceDeregister("web-1"); err != nil {
-		t.Fatalf("second deregister: %v", err)
+	// Deregistering an unknown service is a 404, ACLs or not, as in Consul.
+	var se api.StatusError
+	if err := c.Agent().ServiceDeregister("web-1"); !errors.As(err, &se) || se.Code != 404 || !strings.Contains(se.Body, "Unknown service ID") {
+		t.Fatalf("second deregister: %v, want 404 Unknown service ID", err)
 	}
 }
 

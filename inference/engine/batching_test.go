@@ -307,6 +307,29 @@ func TestWarmupInfoStats(t *testing.T) {
 	_ = fmt.Sprint()
 }
 
+// The warm-up is not a client request: none of its per-request timings or tokens
+// reach the Observer (a cold start would otherwise count against the latency SLOs).
+func TestWarmupIsNotObserved(t *testing.T) {
+	obs := newRecObserver()
+	e := newTestEngine(t, Config{Observer: obs})
+	if err := e.Warmup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	count := func() [3]int {
+		return [3]int{obs.get(func(o *recObserver) int { return o.first }), obs.get(func(o *recObserver) int { return o.inter }),
+			obs.get(func(o *recObserver) int { return o.generated })}
+	}
+	if got := count(); got != [3]int{} {
+		t.Fatalf("after the warm-up: first %d, inter %d, generated %d; want none", got[0], got[1], got[2])
+	}
+	if _, err := e.Generate(context.Background(), Request{Prompt: "Hello", MaxNewTokens: 3, IgnoreEOS: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got != [3]int{1, 2, 3} {
+		t.Errorf("after one request of 3 tokens: first %d, inter %d, generated %d; want 1, 2, 3", got[0], got[1], got[2])
+	}
+}
+
 // TestEvalLossMatchesExport recomputes the loss tools/model measured on the bundled
 // validation.txt (config.json's validation_sample_loss) through ONNX Runtime.
 func TestEvalLossMatchesExport(t *testing.T) {

@@ -298,9 +298,10 @@ func (e *Engine) Close() error {
 }
 
 // Warmup runs one short greedy generation so that the first client does not pay
-// for ONNX Runtime's lazy initialisation.
+// for ONNX Runtime's lazy initialisation. Its per-request timings are not reported
+// to the Observer (a cold start must not count against latency objectives).
 func (e *Engine) Warmup(ctx context.Context) error {
-	_, err := e.Generate(ctx, Request{Prompt: "Hello", MaxNewTokens: 2, IgnoreEOS: true}, nil)
+	_, err := e.generate(ctx, Request{Prompt: "Hello", MaxNewTokens: 2, IgnoreEOS: true}, nil, true)
 	if err != nil {
 		return fmt.Errorf("warmup: %w", err)
 	}
@@ -325,6 +326,14 @@ func validateRequest(req Request) error {
 
 // Generate runs one request to completion. See the contract in api.go.
 func (e *Engine) Generate(ctx context.Context, req Request, emit func(Delta) error) (Result, error) {
+	return e.generate(ctx, req, emit, false)
+}
+
+// generate is Generate; an untracked sequence (the warm-up) reports no per-request
+// observations (queue wait, prompt and generated tokens, time to first token,
+// inter-token latency), so those metrics and their SLOs see client requests only.
+// Model steps are reported whoever asked for them.
+func (e *Engine) generate(ctx context.Context, req Request, emit func(Delta) error, untracked bool) (Result, error) {
 	submitted := time.Now()
 	if err := validateRequest(req); err != nil {
 		return Result{}, err
@@ -344,6 +353,7 @@ func (e *Engine) Generate(ctx context.Context, req Request, emit func(Delta) err
 		prompt:    ids,
 		maxNew:    maxNew,
 		submitted: submitted,
+		untracked: untracked,
 		out:       outbox{notify: make(chan struct{}, 1)},
 	}
 
@@ -488,6 +498,7 @@ type sequence struct {
 	prompt    []int
 	maxNew    int
 	submitted time.Time
+	untracked bool        // the warm-up: its timings and tokens are not observed
 	abandoned atomic.Bool // Generate has returned (client gone or emit failed)
 	out       outbox
 

@@ -76,8 +76,10 @@ func (e *Engine) loop() {
 			e.pending = e.pending[1:]
 			e.active++
 			q.admitted = now
-			e.obs.QueueWait(now.Sub(q.submitted))
-			e.obs.PromptTokens(len(q.prompt))
+			if !q.untracked {
+				e.obs.QueueWait(now.Sub(q.submitted))
+				e.obs.PromptTokens(len(q.prompt))
+			}
 			s.prefilling = append(s.prefilling, q)
 		}
 		if len(e.pending) == 0 {
@@ -320,7 +322,9 @@ func (s *scheduler) batchable(q *sequence) bool {
 func (s *scheduler) firstToken(q *sequence, logits []float32) {
 	s.start(q)
 	tok := q.samp.sample(logits, &s.scratch[0])
-	s.e.obs.GeneratedTokens(1)
+	if !q.untracked {
+		s.e.obs.GeneratedTokens(1)
+	}
 	s.accept(q, tok, time.Now())
 	if q.finished {
 		q.kv = kvPair{}
@@ -603,7 +607,7 @@ func (s *scheduler) decode() {
 		return
 	}
 	now := time.Now()
-	e.obs.Step("decode", b, b, now.Sub(t0))
+	e.obs.Step("decode", b, b, now.Sub(t0)) // model work: the warm-up's steps count too
 	s.cache.swap()
 	s.positions = p + 1
 	s.sampleRows()
@@ -614,7 +618,19 @@ func (s *scheduler) decode() {
 		}
 		s.accept(q, s.toks[i], now)
 	}
-	e.obs.GeneratedTokens(b)
+	e.obs.GeneratedTokens(tracked(s.rows))
+}
+
+// tracked counts the sequences whose work is reported to the Observer (all but the
+// warm-up).
+func tracked(qs []*sequence) int {
+	n := 0
+	for _, q := range qs {
+		if !q.untracked {
+			n++
+		}
+	}
+	return n
 }
 
 // accept records a sampled token: timing, text, stop conditions, deltas.
@@ -624,8 +640,10 @@ func (s *scheduler) accept(q *sequence, tok int, now time.Time) {
 	q.unsent++
 	if q.generated == 1 {
 		q.ttft = now.Sub(q.submitted)
-		e.obs.FirstToken(q.ttft)
-	} else {
+		if !q.untracked {
+			e.obs.FirstToken(q.ttft)
+		}
+	} else if !q.untracked {
 		e.obs.InterToken(now.Sub(q.lastTokAt))
 	}
 	q.lastTokAt = now
