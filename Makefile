@@ -8,7 +8,8 @@ SHELL := /bin/bash
 GO        ?= go
 CACHE     ?= $(CURDIR)/.cache
 BIN       ?= $(CURDIR)/bin
-ADDR      ?= :8000
+# make run's listen address; INFERENCE_ADDR (the server's own variable) is honoured too.
+ADDR      ?= $(or $(INFERENCE_ADDR),:8000)
 
 # ONNX Runtime 1.24.1 (CPU, linux-x64), taken from the onnxruntime-node npm package and
 # pinned by checksum: the Go binding (onnxruntime_go v1.27.0) is built against this C API.
@@ -16,7 +17,9 @@ ORT_VERSION   := 1.24.1
 ORT_TGZ_SHA   := 57181cf6e6e711b155c5b942d591fd63ded0b5de5c4922d51fd994e7f6ac2772
 ORT_LIB_SHA   := 53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
 ORT_DIR       := $(CACHE)/onnxruntime-$(ORT_VERSION)
-ORT_LIB       := $(ORT_DIR)/libonnxruntime.so.1
+ORT_CACHED    := $(ORT_DIR)/libonnxruntime.so.1
+# Another ONNX Runtime 1.24.x library may be given with ORT_LIB (make ort then fetches nothing).
+ORT_LIB       ?= $(ORT_CACHED)
 
 # GPT-2's real vocabulary (MIT), reference for the tokenizer tests.
 GPT2ENC_VERSION := 1.1.4
@@ -48,7 +51,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.buildRevision=$(REVISION)
 help: ## list the targets
 	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(ORT_LIB):
+$(ORT_CACHED):
 	@command -v npm >/dev/null || tools/ci/install-deps.sh npm
 	@mkdir -p $(ORT_DIR)
 	tmp=$$(mktemp -d $(ORT_DIR)/dl.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
@@ -59,7 +62,17 @@ $(ORT_LIB):
 	mv "$$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" $@
 
 .PHONY: ort
-ort: $(ORT_LIB) ## fetch the pinned ONNX Runtime library into .cache/
+ifeq ($(ORT_LIB),$(ORT_CACHED))
+ort: $(ORT_CACHED) ## fetch the pinned ONNX Runtime library into .cache/ (or check $ORT_LIB)
+else
+ort:
+	@test -f "$(ORT_LIB)" || { echo "ORT_LIB=$(ORT_LIB): no such file (unset ORT_LIB to fetch the pinned library)" >&2; exit 1; }
+endif
+
+# cgo (the ONNX Runtime and NVML bindings, go test -race) needs a C compiler.
+.PHONY: cc
+cc:
+	@command -v gcc >/dev/null || tools/ci/install-deps.sh gcc libc6-dev
 
 $(GPT2ENC_DIR)/encoder.json:
 	@command -v npm >/dev/null || tools/ci/install-deps.sh npm
@@ -99,12 +112,12 @@ deps: ## install the Debian packages the tests need (apt-get; root or sudo)
 	tools/ci/install-deps.sh
 
 .PHONY: build
-build: ## build every binary into bin/
+build: cc ## build every binary into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./inference ./loadtest/cmd/loadtest ./tools/deployer ./grafana/cmd/dashgen
 
 .PHONY: run
-run: ort ## serve the bundled model on :8000
+run: cc ort ## serve the bundled model on :8000 (ADDR=host:port or INFERENCE_ADDR to change)
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/inference ./inference
 	$(BIN)/inference --addr $(ADDR) --ort-lib $(ORT_LIB)
@@ -117,11 +130,11 @@ test: deps ort gpt2-vocab prometheus build ## run every test (unit, integration 
 	$(GO) test -run '^$$' -fuzz FuzzRoundTrip -fuzztime 10s ./inference/engine/tokenizer
 
 .PHONY: bench
-bench: ort ## benchmark tables (see README, "Benchmarks")
+bench: cc ort ## benchmark tables (see README, "Benchmarks")
 	$(GO) run ./tools/bench
 
 .PHONY: bench-quick
-bench-quick: ort ## the benchmark at concurrency 1 and 16 only (~1.5 minutes)
+bench-quick: cc ort ## the benchmark at concurrency 1 and 16 only (~1.5 minutes)
 	$(GO) run ./tools/bench --quick
 
 .PHONY: bench-loadtest

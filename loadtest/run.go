@@ -284,8 +284,9 @@ loop:
 	wg.Wait()
 }
 
-// noTargetWait is how long a closed-loop user waits after its targeter had no server
-// to offer (no passing Consul instance) before it tries again.
+// noTargetWait is how long a closed-loop user waits after an attempt that reached no
+// server (no passing Consul instance, connection refused or failed) before it tries
+// again.
 const noTargetWait = time.Second
 
 // closedLoop runs Users users, started at SpawnRate per second. Each user has its own
@@ -331,9 +332,10 @@ func (r *runner) user(ctx context.Context, id uint64) {
 		res := r.send(w, &s, time.Now())
 		var d time.Duration
 		switch {
-		case res.kind == errNoTarget:
-			// Nothing was sent: wait for the target list to recover instead of spinning
-			// (each attempt is still counted, once per user per noTargetWait).
+		case res.kind == errNoTarget || res.kind == errConnRefused || res.kind == errConnection:
+			// Nothing reached a server (no target, or it cannot be connected to): wait
+			// for it to come back instead of spinning (each attempt is still counted,
+			// once per user per noTargetWait).
 			d = noTargetWait
 		case sc == ScenarioRapid || r.o.ThinkMax <= 0:
 			continue

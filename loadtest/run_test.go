@@ -579,3 +579,26 @@ func TestNoStopGrace(t *testing.T) {
 		t.Errorf("took %s with %d aborted; want the 2 hanging requests cancelled at the 200ms stop", el, sum.Aborted)
 	}
 }
+
+// A closed-loop user whose server refuses connections waits before trying again
+// instead of spinning (which recorded ~50,000 refused attempts a second), and the
+// summary says that no request reached a server.
+func TestClosedLoopRefusedWaits(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	targets, err := NewStaticTargets("http://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Run(context.Background(), Options{Targets: targets, Users: 2, SpawnRate: 1000, Duration: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Total.Requests < 2 || sum.Total.Requests > 6 || !sum.ReachedNoServer() {
+		t.Errorf("%d attempts (kinds %v) in 1.5 s with 2 users; want 2-6, none reaching a server", sum.Total.Requests, sum.Total.ErrorKinds)
+	}
+}

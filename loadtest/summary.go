@@ -26,6 +26,20 @@ type Summary struct {
 	Series         Series    `json:"series"`
 }
 
+// ReachedNoServer reports whether the run sent requests and none of them reached a
+// server: every one failed for want of a target or a connection.
+func (s *Summary) ReachedNoServer() bool {
+	t := s.Total
+	if t.Requests == 0 {
+		return false
+	}
+	var n uint64
+	for _, k := range []errorKind{errNoTarget, errConnRefused, errConnection} {
+		n += t.ErrorKinds[k.String()]
+	}
+	return n == t.Requests
+}
+
 // Stats describes one scenario, or all together.
 type Stats struct {
 	Scenario     string            `json:"scenario"` // "total" for all

@@ -69,6 +69,7 @@ func TestExitCodes(t *testing.T) {
 		{"two tokens", append(base, "--auth-token", "a", "--auth-token-file", "/nonexistent"), 1, "", "not both"},
 		{"missing token file", append(base, "--auth-token-file", "/nonexistent/token"), 1, "", "--auth-token-file"},
 		{"unusable out dir", append(base, "--out", "/proc/loadtest-out"), 1, "", "--out"},
+		{"target down", []string{"--target", "http://127.0.0.1:1", "--duration", "300ms", "--users", "1", "--status", "off", "--log-level", "warn"}, 1, "connection_refused", "no request reached a server"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(context.Background(), tc.args, nil)

@@ -279,6 +279,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	var errs []error // a report that cannot be written must not hide a failed threshold
+	if sum.ReachedNoServer() {
+		errs = append(errs, fmt.Errorf("no request reached a server (%d attempts; see the error kinds above): check --target / --consul-service", sum.Total.Requests))
+	}
 	if c.outDir != "" {
 		if err := writeReports(c.outDir, sum, results); err != nil {
 			errs = append(errs, err)
