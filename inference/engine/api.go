@@ -24,6 +24,10 @@ type Request struct {
 	HasSeed      bool
 	Stop         []string // generation stops before the first occurrence of any of these
 	IgnoreEOS    bool     // generate exactly MaxNewTokens (benchmarks)
+	// MaxLength, when > 0, also stops generation once prompt and generated tokens
+	// together reach it (Hugging Face's max_length); at least one token is generated
+	// even when the prompt alone reaches it.
+	MaxLength int
 }
 
 // Delta is a piece of generated text, emitted as soon as it is known to be stable
@@ -44,6 +48,7 @@ type Result struct {
 	Text             string
 	PromptTokens     int
 	GeneratedTokens  int
+	MaxNewTokens     int // the limit applied: MaxNewTokens after MaxLength, the context window and the engine's cap
 	FinishReason     string
 	QueueTime        time.Duration // submit → prefill start
 	TimeToFirstToken time.Duration // submit → first token sampled

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -480,5 +481,26 @@ func TestBatchWait(t *testing.T) {
 	}
 	if m := obs.get(func(o *recObserver) int { return o.maxOf["prefill"] }); m != 2 {
 		t.Errorf("the two queued requests were prefilled in batches of at most %d; want one batch of 2", m)
+	}
+}
+
+// MaxLength counts the prompt (Hugging Face's max_length), and at least one token is
+// generated when the prompt alone reaches it; Result reports the limit applied.
+func TestMaxLengthCountsThePrompt(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	prompt := "What are the symptoms of"
+	k := e.CountTokens(prompt)
+	for _, tc := range []struct{ maxLength, want int }{{k + 3, 3}, {k, 1}, {1, 1}, {0, 5}} {
+		res, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxNewTokens: 5, MaxLength: tc.maxLength, IgnoreEOS: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.GeneratedTokens != tc.want || res.MaxNewTokens != tc.want || res.PromptTokens != k {
+			t.Errorf("max_length %d with a %d-token prompt: generated %d (limit %d), want %d", tc.maxLength, k, res.GeneratedTokens, res.MaxNewTokens, tc.want)
+		}
+	}
+	var ie *InputError
+	if _, err := e.Generate(context.Background(), Request{Prompt: prompt, MaxNewTokens: 5, MaxLength: -1}, nil); !errors.As(err, &ie) || ie.Param != "max_length" {
+		t.Errorf("negative MaxLength: %v, want an InputError on max_length", err)
 	}
 }

@@ -316,6 +316,8 @@ func validateRequest(req Request) error {
 		return &InputError{Param: "max_new_tokens", Msg: fmt.Sprintf("must be positive (got %d)", req.MaxNewTokens)}
 	case math.IsNaN(req.Temperature) || math.IsInf(req.Temperature, 0) || req.Temperature < 0:
 		return &InputError{Param: "temperature", Msg: "must be a finite number ≥ 0"}
+	case req.MaxLength < 0:
+		return &InputError{Param: "max_length", Msg: "must not be negative"}
 	case req.TopK < 0:
 		return &InputError{Param: "top_k", Msg: "must not be negative"}
 	case math.IsNaN(req.TopP) || req.TopP < 0 || req.TopP > 1:
@@ -347,6 +349,9 @@ func (e *Engine) generate(ctx context.Context, req Request, emit func(Delta) err
 		return Result{}, &InputError{Param: "prompt", Msg: fmt.Sprintf("is %d tokens; the model's context window is %d tokens including at least one generated token", len(ids), ctxLen)}
 	}
 	maxNew := min(req.MaxNewTokens, e.cfg.MaxNewTokens, ctxLen-len(ids))
+	if req.MaxLength > 0 {
+		maxNew = min(maxNew, max(req.MaxLength-len(ids), 1))
+	}
 	seq := &sequence{
 		ctx:       ctx,
 		req:       req,

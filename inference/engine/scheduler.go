@@ -692,6 +692,7 @@ func (s *scheduler) complete(q *sequence, reason string, flush bool, now time.Ti
 		Text:             q.stop.result(),
 		PromptTokens:     len(q.prompt),
 		GeneratedTokens:  q.generated,
+		MaxNewTokens:     q.maxNew,
 		FinishReason:     reason,
 		QueueTime:        q.admitted.Sub(q.submitted),
 		TimeToFirstToken: q.ttft,

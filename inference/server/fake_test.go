@@ -70,9 +70,13 @@ func (f *fakeEngine) Generate(ctx context.Context, req engine.Request, emit func
 	default: // nobody is counting (benchmarks)
 	}
 	f.obs.PromptTokens(n)
+	limit := req.MaxNewTokens
+	if req.MaxLength > 0 {
+		limit = min(limit, max(req.MaxLength-n, 1))
+	}
 	var text strings.Builder
 	for i, d := range f.deltas {
-		if i >= req.MaxNewTokens {
+		if i >= limit {
 			break
 		}
 		if emit != nil {
@@ -99,9 +103,9 @@ func (f *fakeEngine) Generate(ctx context.Context, req engine.Request, emit func
 			return engine.Result{}, ctx.Err()
 		}
 	}
-	gen := min(len(f.deltas), req.MaxNewTokens)
+	gen := min(len(f.deltas), limit)
 	return engine.Result{
-		Text: text.String(), PromptTokens: n, GeneratedTokens: gen, FinishReason: engine.FinishLength,
+		Text: text.String(), PromptTokens: n, GeneratedTokens: gen, MaxNewTokens: limit, FinishReason: engine.FinishLength,
 		QueueTime: time.Millisecond, TimeToFirstToken: 2 * time.Millisecond, Total: time.Since(start),
 	}, nil
 }

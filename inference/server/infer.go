@@ -109,18 +109,17 @@ func (s *Server) handleInfer(c *gin.Context) {
 		s.writeError(c, e)
 		return
 	}
-	maxNew := s.limits.DefaultMaxNewTokens
+	req := engine.Request{
+		Prompt: r.Prompt, MaxNewTokens: s.limits.DefaultMaxNewTokens, Temperature: r.Temperature, TopK: r.TopK, TopP: r.TopP,
+		Seed: r.Seed, HasSeed: r.HasSeed, Stop: r.Stop, IgnoreEOS: r.IgnoreEOS,
+	}
 	switch {
 	case r.MaxNewTokens > 0:
-		maxNew = r.MaxNewTokens
+		req.MaxNewTokens = r.MaxNewTokens
 	case r.MaxLength > 0:
-		// Hugging Face's max_length counts the prompt; like its generate(), at least one
-		// token is generated when the prompt already reaches max_length.
-		maxNew = min(max(r.MaxLength-s.eng.CountTokens(r.Prompt), 1), s.limits.MaxNewTokens)
-	}
-	req := engine.Request{
-		Prompt: r.Prompt, MaxNewTokens: maxNew, Temperature: r.Temperature, TopK: r.TopK, TopP: r.TopP,
-		Seed: r.Seed, HasSeed: r.HasSeed, Stop: r.Stop, IgnoreEOS: r.IgnoreEOS,
+		// Hugging Face's max_length counts the prompt; the engine, which tokenizes it,
+		// applies it (at least one token, like generate()).
+		req.MaxNewTokens, req.MaxLength = s.limits.MaxNewTokens, r.MaxLength
 	}
 	res, err := s.generate(c, req, nil)
 	if err != nil {
@@ -133,7 +132,7 @@ func (s *Server) handleInfer(c *gin.Context) {
 		RequestID: requestID(c), Model: s.model, Prompt: r.Prompt, GeneratedText: res.Text,
 		PromptTokens: res.PromptTokens, GeneratedTokens: res.GeneratedTokens, FinishReason: res.FinishReason,
 		Timings: inferTimings{QueueMS: ms(res.QueueTime), TTFTMS: ms(res.TimeToFirstToken), TotalMS: ms(res.Total)},
-		Parameters: inferSettings{MaxNewTokens: maxNew, Temperature: r.Temperature, TopK: r.TopK, TopP: r.TopP,
+		Parameters: inferSettings{MaxNewTokens: res.MaxNewTokens, Temperature: r.Temperature, TopK: r.TopK, TopP: r.TopP,
 			Stop: r.Stop, IgnoreEOS: r.IgnoreEOS},
 	}
 	if r.HasSeed {

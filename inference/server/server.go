@@ -29,8 +29,6 @@ type Generator interface {
 	Generate(ctx context.Context, req engine.Request, emit func(engine.Delta) error) (engine.Result, error)
 	// Info describes the loaded model.
 	Info() engine.ModelInfo
-	// CountTokens returns the number of tokens text encodes to.
-	CountTokens(text string) int
 }
 
 // Batching describes the engine's batching and admission settings, for GET /info.

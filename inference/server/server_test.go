@@ -83,12 +83,12 @@ func TestInferParameters(t *testing.T) {
 		{
 			name:   "max_length counts the prompt",
 			target: "/infer?prompt=one+two+three+four+five&max_length=20",
-			want:   engine.Request{Prompt: "one two three four five", MaxNewTokens: 15, Temperature: 0.7, TopK: 50, TopP: 0.95},
+			want:   engine.Request{Prompt: "one two three four five", MaxNewTokens: 64, Temperature: 0.7, TopK: 50, TopP: 0.95, MaxLength: 20},
 		},
 		{
 			name:   "max_length not above the prompt generates one token, as Hugging Face does",
 			target: "/infer?prompt=a+b+c&max_length=3",
-			want:   engine.Request{Prompt: "a b c", MaxNewTokens: 1, Temperature: 0.7, TopK: 50, TopP: 0.95},
+			want:   engine.Request{Prompt: "a b c", MaxNewTokens: 64, Temperature: 0.7, TopK: 50, TopP: 0.95, MaxLength: 3},
 		},
 		{
 			name:   "max_new_tokens wins over max_length",
