@@ -113,7 +113,7 @@ var commands = map[string]*command{
 			varFlags(fs, o)
 			fs.Var(&o.wait, "timeout", fmt.Sprintf("give up waiting after this `duration` (exit 5; 0: no limit) (default: the jobs' longest update.progress_deadline + %s, at least %s; %s for the bundle)",
 				shortDuration(deploy.WaitSlack), shortDuration(deploy.MinWaitTimeout), shortDuration(10*time.Minute+deploy.WaitSlack)))
-			fs.StringVar(&o.healthService, "health-service", "inference", "service whose instances must pass their checks (also in Consul when it answers)")
+			fs.StringVar(&o.healthService, "health-service", "inference", "service whose instances must pass their checks (also in Consul when it answers, unless the job's consul_http_addr is empty)")
 			fs.BoolVar(&o.noHealth, "no-health-wait", false, "return when the deployments succeed, without waiting for the services' checks")
 		},
 		run: cmdUp,
@@ -376,21 +376,54 @@ func newDeployer(o *options, args []string, stdout, stderr io.Writer) (*deploy.D
 	return d, nil
 }
 
-// checkDevMissing handles the --dev files not found in the checkout, once the user's
-// --var-file and --var are applied: a variable they give is fine; one a dev var
-// file gives keeps that value, with a warning; otherwise the job would run with its
-// production default path, so it fails, naming what was not found and how to fix it.
+// checkDevMissing handles the --dev files not found, once the user's --var-file and
+// --var are applied: a variable they give is fine. Otherwise: an environment variable
+// (ORT_LIB, PROMETHEUS_BIN) naming a file that does not exist is an error; a value
+// kept from a dev var file or the job's default is used when its file exists here
+// (with a warning when a checkout file was expected) and is an error when it does
+// not; a checkout file that is missing with no such value is an error. Each error
+// names the variable and how to fix it.
 func checkDevMissing(d *deploy.Deployer, missing []devDefault, stderr io.Writer) error {
 	var lines []string
 	for _, m := range missing {
-		switch origin := d.Vars.Origin(m.job, m.name); {
-		case origin == "":
-			lines = append(lines, fmt.Sprintf("%s not found (for %s.%s): %s, or give --var %s.%s=PATH",
-				strings.Join(m.tried, " or "), m.job, m.name, m.fix, m.job, m.name))
-		case origin == m.devOrigin:
-			fmt.Fprintf(stderr, "    dev: WARNING: %s not found; %s.%s keeps the value of %s (%s)\n",
-				strings.Join(m.tried, " or "), m.job, m.name, origin, m.fix)
+		origin := d.Vars.Origin(m.job, m.name)
+		if origin != "" && origin != m.devOrigin {
+			continue // the user's --var or --var-file
 		}
+		flag := fmt.Sprintf("--var %s.%s=PATH", m.job, m.name)
+		if m.badEnv != "" {
+			lines = append(lines, fmt.Sprintf("%s=%s (for %s.%s) does not exist: point %s at the file, unset it to use the checkout's %s, or give %s",
+				m.env, m.badEnv, m.job, m.name, m.env, strings.Join(m.paths, " or "), flag))
+			continue
+		}
+		value, from, ok := "", "", false
+		if src, err := d.Bundle.Load(m.job); err == nil {
+			value, from, ok = d.Vars.StringValue(src, m.name)
+		}
+		if len(m.paths) > 0 && origin == "" {
+			// The job's default is the production path: the checkout's file is needed.
+			lines = append(lines, fmt.Sprintf("%s not found (for %s.%s): %s, or give %s",
+				strings.Join(m.tried, " or "), m.job, m.name, m.fix, flag))
+			continue
+		}
+		if !ok || value == "" || !pathExists(value) {
+			shown := value
+			if !ok {
+				shown = "(not a constant string)"
+			}
+			what := fmt.Sprintf("%s.%s = %s (%s) not found", m.job, m.name, shown, from)
+			if len(m.tried) > 0 {
+				what = fmt.Sprintf("%s not found, nor %s.%s = %s (%s)", strings.Join(m.tried, " or "), m.job, m.name, shown, from)
+			}
+			lines = append(lines, fmt.Sprintf("%s: %s, or give %s", what, m.fix, flag))
+			continue
+		}
+		if len(m.paths) == 0 {
+			fmt.Fprintf(stderr, "    dev: %s.%s = %s (%s)\n", m.job, m.name, value, from)
+			continue
+		}
+		fmt.Fprintf(stderr, "    dev: WARNING: %s not found; %s.%s keeps the value of %s, %s (%s)\n",
+			strings.Join(m.tried, " or "), m.job, m.name, origin, value, m.fix)
 	}
 	if len(lines) == 0 {
 		return nil
@@ -399,33 +432,49 @@ func checkDevMissing(d *deploy.Deployer, missing []devDefault, stderr io.Writer)
 	return deploy.Errorf(deploy.KindInput, "--dev: in %s, %s", cwd, strings.Join(lines, "; "))
 }
 
-// devDefault is a dev variable the deployer can fill from a repository checkout.
-type devDefault struct {
-	job, name  string
-	candidates func() []string // files, the first that exists wins
-	fix        string          // how to get the file
-	tried      []string        // the candidates looked for, when none exists
-	devOrigin  string          // where the dev var files set the variable ("": they do not)
+// pathExists says whether path names an existing file or directory.
+func pathExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
-// devDefaults sets, for --dev, the variables that name local files (binaries, the
-// model, ONNX Runtime, Prometheus 2.54 with nomad_sd) from the checkout in the
-// current directory (`make build ort prometheus`), when the file exists, and points
-// Prometheus at the Nomad agent the deployer talks to. They override the dev var
-// files; --var-file and --var, applied afterwards, override them. It says what it
-// picked. It returns the variables of the selected jobs (args; none: all) whose
-// file it did not find, for checkDevMissing.
+// devDefault is a dev variable naming a local file: one the deployer can fill from
+// the repository checkout (or an environment variable), or one installed on the host
+// that the dev var file names.
+type devDefault struct {
+	job, name string
+	env       string   // environment variable naming the file; when set, it must exist
+	paths     []string // checkout files relative to the working directory; the first that exists wins
+	fix       string   // how to get the file
+
+	// Filled in by devDefaults.
+	tried     []string // the checkout files looked for, when none exists
+	badEnv    string   // the value of env, when it names no file
+	devOrigin string   // where the dev var files set the variable ("": they do not)
+}
+
+// devVariables are the variables --dev checks: the checkout's binaries, model, ONNX
+// Runtime and Prometheus 2.54 with nomad_sd (`make build ort prometheus`), and the
+// host's Grafana (no package or make target provides it: the dev var file names the
+// paths of Grafana's own .deb).
+var devVariables = []devDefault{
+	{job: "inference", name: "binary", paths: []string{"bin/inference"}, fix: "run from the repository root after `make build`"},
+	{job: "inference", name: "model_dir", paths: []string{"inference/model/default"}, fix: "run from the repository root"},
+	{job: "inference", name: "ort_lib", env: "ORT_LIB", paths: []string{".cache/onnxruntime-1.24.1/libonnxruntime.so.1"}, fix: "run from the repository root after `make ort` (or set ORT_LIB)"},
+	{job: "loadtest", name: "binary", paths: []string{"bin/loadtest"}, fix: "run from the repository root after `make build`"},
+	{job: "prometheus", name: "binary", env: "PROMETHEUS_BIN", paths: []string{".cache/prometheus-2.54.1/prometheus"}, fix: "run from the repository root after `make prometheus` (or set PROMETHEUS_BIN)"},
+	{job: "grafana", name: "binary", fix: "install Grafana (its .deb or tarball from grafana.com; Debian does not package it)"},
+	{job: "grafana", name: "homepath", fix: "install Grafana (its .deb or tarball from grafana.com; Debian does not package it)"},
+}
+
+// devDefaults sets, for --dev, the variables that name checkout files (binaries, the
+// model, ONNX Runtime, Prometheus) from the environment variable or the checkout in
+// the current directory, when the file exists, and points Prometheus at the Nomad
+// agent the deployer talks to. They override the dev var files; --var-file and
+// --var, applied afterwards, override them. It says what it picked. It returns the
+// variables of the selected jobs (args; none: all) it did not set, and those named
+// by the host's files, for checkDevMissing.
 func devDefaults(d *deploy.Deployer, args []string, stderr io.Writer) ([]devDefault, error) {
-	fromEnv := func(env string, rest ...string) func() []string {
-		return func() []string { return append([]string{os.Getenv(env)}, rest...) }
-	}
-	defaults := []devDefault{
-		{job: "inference", name: "binary", candidates: fromEnv("", "bin/inference"), fix: "run from the repository root after `make build`"},
-		{job: "inference", name: "model_dir", candidates: fromEnv("", "inference/model/default"), fix: "run from the repository root"},
-		{job: "inference", name: "ort_lib", candidates: fromEnv("ORT_LIB", ".cache/onnxruntime-1.24.1/libonnxruntime.so.1"), fix: "run from the repository root after `make ort` (or set ORT_LIB)"},
-		{job: "loadtest", name: "binary", candidates: fromEnv("", "bin/loadtest"), fix: "run from the repository root after `make build`"},
-		{job: "prometheus", name: "binary", candidates: fromEnv("PROMETHEUS_BIN", ".cache/prometheus-2.54.1/prometheus"), fix: "run from the repository root after `make prometheus` (or set PROMETHEUS_BIN)"},
-	}
 	bundleJobs, err := d.Bundle.Names()
 	if err != nil {
 		return nil, err
@@ -439,31 +488,37 @@ func devDefaults(d *deploy.Deployer, args []string, stderr io.Writer) ([]devDefa
 		return err == nil && src.Variables[name]
 	}
 	var missing []devDefault
-	for _, def := range defaults {
+	for _, def := range devVariables {
 		if !slices.Contains(bundleJobs, def.job) || !declares(def.job, def.name) {
 			continue
 		}
-		found := false
-		for _, c := range def.candidates() {
-			if c == "" {
-				continue
+		found := ""
+		if v := os.Getenv(def.env); def.env != "" && v != "" {
+			// An explicit environment variable wins, or fails: no silent fallback.
+			if abs, err := filepath.Abs(v); err == nil && pathExists(abs) {
+				found = abs
+			} else {
+				def.badEnv = v
 			}
-			abs, err := filepath.Abs(c)
-			if err != nil {
-				continue
+		}
+		for _, c := range def.paths {
+			if found != "" || def.badEnv != "" {
+				break
 			}
-			if _, err := os.Stat(abs); err != nil {
+			if abs, err := filepath.Abs(c); err == nil && pathExists(abs) {
+				found = abs
+			} else {
 				def.tried = append(def.tried, c)
-				continue
 			}
-			if err := d.Vars.Set(def.job + "." + def.name + "=" + abs); err != nil {
+		}
+		if found != "" {
+			if err := d.Vars.Set(def.job + "." + def.name + "=" + found); err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(stderr, "    dev: %s.%s = %s\n", def.job, def.name, abs)
-			found = true
-			break
+			fmt.Fprintf(stderr, "    dev: %s.%s = %s\n", def.job, def.name, found)
+			continue
 		}
-		if !found && slices.Contains(selected, def.job) {
+		if slices.Contains(selected, def.job) {
 			def.devOrigin = d.Vars.Origin(def.job, def.name)
 			missing = append(missing, def)
 		}

@@ -172,10 +172,21 @@ func TestRunDevOutsideTheCheckoutFails(t *testing.T) {
 		}
 	}
 
-	// A dev var file's value is kept, with a warning, unless the user gives one.
+	// A dev var file's value is kept, with a warning, when its file exists; it is an
+	// error when it does not.
 	stderr.Reset()
 	err = run(context.Background(), []string{"validate", "--offline", "--dev", "--jobs-dir", withDevVars, "inference"}, &stdout, &stderr)
-	if code := exitCode(err, &stderr); code != 0 || !strings.Contains(stderr.String(), "dev: WARNING: bin/inference not found; inference.binary keeps the value of dev/inference.vars.hcl:1") {
+	if code := exitCode(err, &stderr); code != deploy.ExitInput || !strings.Contains(stderr.String(),
+		"bin/inference not found, nor inference.binary = /opt/dev/inference (dev/inference.vars.hcl:1): run from the repository root after `make build`, or give --var inference.binary=PATH") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+	hostBinary := filepath.Join(t.TempDir(), "inference")
+	writeFiles(t, filepath.Dir(hostBinary), map[string]string{"inference": "#!/bin/sh\n"})
+	keeps := t.TempDir()
+	writeFiles(t, keeps, map[string]string{"inference.nomad.hcl": devJob, "dev/inference.vars.hcl": "binary = \"" + hostBinary + "\"\n"})
+	stderr.Reset()
+	err = run(context.Background(), []string{"validate", "--offline", "--dev", "--jobs-dir", keeps, "inference"}, &stdout, &stderr)
+	if code := exitCode(err, &stderr); code != 0 || !strings.Contains(stderr.String(), "dev: WARNING: bin/inference not found; inference.binary keeps the value of dev/inference.vars.hcl:1, "+hostBinary) {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 	stderr.Reset()
@@ -234,5 +245,146 @@ func TestRunHelpShowsDefaults(t *testing.T) {
 				t.Errorf("%s -h lacks %q:\n%s", cmd, w, stderr.String())
 			}
 		}
+	}
+}
+
+const grafanaJob = `variable "binary" {
+  type    = string
+  default = "/usr/share/grafana/bin/grafana"
+}
+
+variable "homepath" {
+  type    = string
+  default = "/usr/share/grafana"
+}
+
+job "grafana" {
+  group "grafana" {
+    task "grafana" {
+      driver = "raw_exec"
+      config {
+        command = var.binary
+        args    = ["server", "--homepath", var.homepath]
+      }
+    }
+  }
+}
+`
+
+// TestRunDevChecksGrafanasPaths: --dev checks that the Grafana binary and home path
+// the dev var file names exist when grafana is acted on.
+func TestRunDevChecksGrafanasPaths(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"grafana.nomad.hcl":    grafanaJob,
+		"web.nomad.hcl":        "job \"web\" {}\n",
+		"dev/grafana.vars.hcl": "binary   = \"/nonexistent/grafana/bin/grafana\"\nhomepath = \"/nonexistent/grafana\"\n",
+	})
+	validate := func(args ...string) (int, string) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), append([]string{"validate", "--offline", "--dev", "--jobs-dir", dir}, args...), &stdout, &stderr)
+		return exitCode(err, &stderr), stderr.String()
+	}
+	code, stderr := validate("grafana")
+	for _, want := range []string{
+		"grafana.binary = /nonexistent/grafana/bin/grafana (dev/grafana.vars.hcl:1) not found: install Grafana (its .deb or tarball from grafana.com; Debian does not package it), or give --var grafana.binary=PATH",
+		"grafana.homepath = /nonexistent/grafana (dev/grafana.vars.hcl:2) not found: install Grafana",
+		"or give --var grafana.homepath=PATH",
+	} {
+		if code != deploy.ExitInput || !strings.Contains(stderr, want) {
+			t.Errorf("exit %d, stderr %q; want exit 2 and %q", code, stderr, want)
+		}
+	}
+	// Another job acted on, or the paths given: no error.
+	for _, args := range [][]string{{"web"}, {"--var", "grafana.binary=/opt/g/bin/grafana", "--var", "grafana.homepath=/opt/g", "grafana"}} {
+		if code, stderr := validate(args...); code != 0 {
+			t.Errorf("%q: exit %d, stderr %q", args, code, stderr)
+		}
+	}
+	// The job's defaults apply without a dev var file: checked too.
+	if err := os.Remove(filepath.Join(dir, "dev/grafana.vars.hcl")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/usr/share/grafana/bin/grafana"); err != nil {
+		if code, stderr := validate("grafana"); code != deploy.ExitInput || !strings.Contains(stderr, "grafana.binary = /usr/share/grafana/bin/grafana (grafana.nomad.hcl:3) not found") {
+			t.Errorf("exit %d, stderr %q", code, stderr)
+		}
+	}
+	// Installed where the dev var file says: used, and said.
+	home := t.TempDir()
+	writeFiles(t, home, map[string]string{"bin/grafana": "#!/bin/sh\n"})
+	writeFiles(t, dir, map[string]string{"dev/grafana.vars.hcl": "binary   = \"" + home + "/bin/grafana\"\nhomepath = \"" + home + "\"\n"})
+	if code, stderr := validate("grafana"); code != 0 || !strings.Contains(stderr, "dev: grafana.binary = "+home+"/bin/grafana (dev/grafana.vars.hcl:1)") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+const ortJob = `variable "ort_lib" {
+  type    = string
+  default = "/usr/lib/libonnxruntime.so.1"
+}
+
+job "inference" {
+  meta {
+    ort = var.ort_lib
+  }
+}
+`
+
+const promJob = `variable "binary" {
+  type    = string
+  default = "/usr/bin/prometheus"
+}
+
+job "prometheus" {
+  meta {
+    bin = var.binary
+  }
+}
+`
+
+// TestRunDevEnvPathMustExist: ORT_LIB or PROMETHEUS_BIN naming no file is an error
+// naming the variable, even when the checkout's file exists (no silent fallback).
+func TestRunDevEnvPathMustExist(t *testing.T) {
+	repo := t.TempDir()
+	writeFiles(t, repo, map[string]string{
+		"jobs/inference.nomad.hcl":                      ortJob,
+		"jobs/prometheus.nomad.hcl":                     promJob,
+		".cache/onnxruntime-1.24.1/libonnxruntime.so.1": "lib",
+		".cache/prometheus-2.54.1/prometheus":           "#!/bin/sh\n",
+		"elsewhere/libonnxruntime.so.1":                 "lib",
+	})
+	t.Chdir(repo)
+	t.Setenv("ORT_LIB", "")
+	t.Setenv("PROMETHEUS_BIN", "")
+	validate := func(args ...string) (int, string) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), append([]string{"validate", "--offline", "--dev", "--jobs-dir", "jobs"}, args...), &stdout, &stderr)
+		return exitCode(err, &stderr), stderr.String()
+	}
+	if code, stderr := validate(); code != 0 || !strings.Contains(stderr, "dev: inference.ort_lib = "+filepath.Join(repo, ".cache/onnxruntime-1.24.1/libonnxruntime.so.1")) {
+		t.Fatalf("unset: exit %d, stderr %q", code, stderr)
+	}
+
+	t.Setenv("ORT_LIB", "/nowhere/libonnxruntime.so.1")
+	code, stderr := validate()
+	if want := "ORT_LIB=/nowhere/libonnxruntime.so.1 (for inference.ort_lib) does not exist: point ORT_LIB at the file, unset it to use the checkout's .cache/onnxruntime-1.24.1/libonnxruntime.so.1, or give --var inference.ort_lib=PATH"; code != deploy.ExitInput || !strings.Contains(stderr, want) {
+		t.Errorf("bad ORT_LIB: exit %d, stderr %q; want exit 2 and %q", code, stderr, want)
+	}
+	if code, stderr := validate("prometheus"); code != 0 { // inference not acted on
+		t.Errorf("bad ORT_LIB, prometheus only: exit %d, stderr %q", code, stderr)
+	}
+	if code, stderr := validate("--var", "inference.ort_lib=/opt/ort/libonnxruntime.so.1"); code != 0 {
+		t.Errorf("bad ORT_LIB, --var given: exit %d, stderr %q", code, stderr)
+	}
+	t.Setenv("ORT_LIB", "elsewhere/libonnxruntime.so.1")
+	if code, stderr := validate(); code != 0 || !strings.Contains(stderr, "dev: inference.ort_lib = "+filepath.Join(repo, "elsewhere/libonnxruntime.so.1")) {
+		t.Errorf("ORT_LIB set: exit %d, stderr %q", code, stderr)
+	}
+
+	t.Setenv("PROMETHEUS_BIN", "/nowhere/prometheus")
+	code, stderr = validate()
+	if want := "PROMETHEUS_BIN=/nowhere/prometheus (for prometheus.binary) does not exist: point PROMETHEUS_BIN at the file"; code != deploy.ExitInput || !strings.Contains(stderr, want) {
+		t.Errorf("bad PROMETHEUS_BIN: exit %d, stderr %q; want exit 2 and %q", code, stderr, want)
 	}
 }

@@ -60,6 +60,16 @@ type JobSource struct {
 	HCL           string          // the specification with every file() call inlined
 	Variables     map[string]bool // names of the variables it declares
 	Parameterized bool            // whether the job has a parameterized block
+
+	// defaults are the default expressions of the declared variables that have one.
+	defaults map[string]varDefault
+}
+
+// varDefault is the default of a declared variable: its expression's source text
+// and where it is.
+type varDefault struct {
+	expr   string
+	origin string // "FILE:LINE"
 }
 
 // Names returns the names of the bundle's jobs in submission order.
@@ -131,13 +141,18 @@ func (b *Bundle) Load(name string) (*JobSource, error) {
 		return nil, Errorf(KindInput, "parse %s: %s", p, diags.Error())
 	}
 	body := file.Body.(*hclsyntax.Body)
-	js := &JobSource{Name: name, Path: p, Variables: map[string]bool{}}
+	js := &JobSource{Name: name, Path: p, Variables: map[string]bool{}, defaults: map[string]varDefault{}}
 	var jobBlocks int
 	for _, blk := range body.Blocks {
 		switch blk.Type {
 		case "variable":
 			if len(blk.Labels) == 1 {
 				js.Variables[blk.Labels[0]] = true
+				if def, ok := blk.Body.Attributes["default"]; ok {
+					r := def.Expr.Range()
+					js.defaults[blk.Labels[0]] = varDefault{expr: string(src[r.Start.Byte:r.End.Byte]),
+						origin: fmt.Sprintf("%s:%d", p, def.NameRange.Start.Line)}
+				}
 			}
 		case "job":
 			jobBlocks++

@@ -10,13 +10,10 @@ import (
 	"github.com/inferstack/inferstack/consul/consultest"
 )
 
-// TestUpWaitsForConsulHealth: with a Consul agent answering (the consultest
-// double), Up waits until the inference server's own Consul registration passes
-// its check, and links the Consul UI.
-func TestUpWaitsForConsulHealth(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	scriptHealthyInference(h.fake)
+// withConsulDouble points h's deployer at a fresh Consul test double and returns a
+// client of it.
+func withConsulDouble(t *testing.T, h *harness) *consulapi.Client {
+	t.Helper()
 	agent := consultest.New(t)
 	cfg := consulapi.DefaultConfig()
 	cfg.Address = agent.Addr()
@@ -25,9 +22,20 @@ func TestUpWaitsForConsulHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.d.Consul, h.d.ConsulAddress = client, agent.URL()
+	return client
+}
+
+// TestUpWaitsForConsulHealth: with a Consul agent answering (the consultest
+// double), Up waits until the inference server's own Consul registration passes
+// its check, and links the Consul UI.
+func TestUpWaitsForConsulHealth(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	scriptHealthyInference(h.fake)
+	client := withConsulDouble(t, h)
 
 	// The server registers itself with a check that is critical until it is ready.
-	err = client.Agent().ServiceRegister(&consulapi.AgentServiceRegistration{
+	err := client.Agent().ServiceRegister(&consulapi.AgentServiceRegistration{
 		ID: "alloc-inf-1", Name: "inference", Address: "127.0.0.1", Port: 8000,
 		Check: &consulapi.AgentServiceCheck{CheckID: "ready", TTL: "1m", Status: consulapi.HealthCritical},
 	})
@@ -45,8 +53,8 @@ func TestUpWaitsForConsulHealth(t *testing.T) {
 	if waited := time.Since(start); waited < 300*time.Millisecond {
 		t.Errorf("Up returned after %v, before the Consul check passed", waited)
 	}
-	contains(t, "stderr", h.stderr.String(), `Consul: service "inference" has 0/1 passing instances`, `Consul: service "inference" has 1/1 passing instances`)
-	contains(t, "stdout", h.stdout.String(), "Consul UI    "+agent.URL()+"/ui/\n")
+	contains(t, "stderr", h.stderr.String(), `Consul: service "inference": 1 registered (0 passing), want 1 passing`, `Consul: service "inference": 1 registered (1 passing), want 1 passing`)
+	contains(t, "stdout", h.stdout.String(), "Consul UI    "+h.d.ConsulAddress+"/ui/\n")
 
 	rep, err := h.d.Status(testCtx(t, 5*time.Second))
 	if err != nil {

@@ -55,10 +55,15 @@ func declaredServices(job *nomadapi.Job) []declaredService {
 	return out
 }
 
+// consulAddrVar is the job variable with which the bundle's inference job tells its
+// server where to register itself in Consul; an empty value turns registration off.
+const consulAddrVar = "consul_http_addr"
+
 // waitHealthy waits until every Nomad-native service of the job that has checks has
 // as many passing instances as its group's count, and, when Consul answers, until
 // the health service (the inference server's self-registration) has that many
-// passing instances in Consul.
+// passing instances in Consul, unless the job's consul_http_addr variable is empty
+// (the server then does not register in Consul).
 func (d *Deployer) waitHealthy(ctx context.Context, pj *parsedJob) error {
 	for _, s := range declaredServices(pj.job) {
 		if s.checks == 0 || s.name == "" || s.count == 0 {
@@ -77,10 +82,16 @@ func (d *Deployer) waitHealthy(ctx context.Context, pj *parsedJob) error {
 	}
 	if d.HealthService != "" && d.Consul != nil {
 		for _, s := range declaredServices(pj.job) {
-			if s.name == d.HealthService && s.provider == providerNomad && s.count > 0 {
-				if err := d.waitConsulService(ctx, s.name, s.count); err != nil {
-					return err
-				}
+			if s.name != d.HealthService || s.provider != providerNomad || s.count == 0 {
+				continue
+			}
+			if addr, origin, ok := d.Vars.StringValue(pj.src, consulAddrVar); ok && strings.TrimSpace(addr) == "" {
+				d.progressf("    Consul: job %q does not register service %q in Consul (%s is empty, %s): not waiting for it there",
+					pj.id(), s.name, consulAddrVar, origin)
+				break
+			}
+			if err := d.waitConsulService(ctx, s.name, s.count); err != nil {
+				return err
 			}
 		}
 	}
@@ -158,7 +169,7 @@ func (d *Deployer) waitConsulService(ctx context.Context, name string, want int)
 	last := ""
 	for {
 		q := (&consulapi.QueryOptions{WaitIndex: index, WaitTime: blockingWait}).WithContext(ctx)
-		entries, meta, err := d.Consul.Health().Service(name, "", true, q)
+		entries, meta, err := d.Consul.Health().Service(name, "", false, q)
 		if err != nil {
 			if ctx.Err() != nil {
 				return d.healthTimeout(ctx, name+" (Consul)", last)
@@ -170,12 +181,18 @@ func (d *Deployer) waitConsulService(ctx context.Context, name string, want int)
 			return Errorf(KindAPI, "consul health of %s: %w", name, err)
 		}
 		index = meta.LastIndex
-		state := fmt.Sprintf("    Consul: service %q has %d/%d passing instances", name, len(entries), want)
+		passing := 0
+		for _, e := range entries {
+			if e.Checks.AggregatedStatus() == consulapi.HealthPassing {
+				passing++
+			}
+		}
+		state := fmt.Sprintf("    Consul: service %q: %d registered (%d passing), want %d passing", name, len(entries), passing, want)
 		if state != last {
 			d.progressf("%s", state)
 			last = state
 		}
-		if len(entries) >= want {
+		if passing >= want {
 			return nil
 		}
 	}

@@ -160,10 +160,12 @@ func (d *Deployer) setJobScope(job *nomadapi.Job) {
 	}
 }
 
-// Up brings the selected jobs up: server-side parse, plan (nothing is registered if
+// Up brings the selected jobs up: server-side parse, a check of the Nomad variables
+// their templates wait for, plan (nothing is registered if a variable is missing or
 // any job cannot be placed), register with check-index, then watch evaluations and
-// deployments until every job is healthy, and wait for the health service's
-// instances to pass their checks. It prints the service addresses on Out.
+// deployments until every job is healthy (failing at once when Nomad gives up on a
+// task of a group's newest allocation), and wait for the health service's instances
+// to pass their checks. It prints the service addresses on Out.
 func (d *Deployer) Up(ctx context.Context, opts UpOptions) error {
 	jobs, err := d.parse(ctx, opts.Jobs)
 	if err != nil {
@@ -179,6 +181,11 @@ func (d *Deployer) Up(ctx context.Context, opts UpOptions) error {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
+	}
+
+	// A Nomad variable a task waits for must exist before anything is registered.
+	if err := d.checkNomadVars(ctx, jobs); err != nil {
+		return err
 	}
 
 	// Plan everything first: a placement failure leaves the cluster untouched.
@@ -394,7 +401,7 @@ func (d *Deployer) waitDeployment(ctx context.Context, pj *parsedJob, depID stri
 			d.progressf("%s", line)
 			lastLine = line
 		}
-		d.explainAllocs(ctx, depID, explained, false)
+		allocs := d.explainAllocs(ctx, depID, explained, false)
 		switch dep.Status {
 		case nomadapi.DeploymentStatusSuccessful:
 			d.progressf("==> Job %q deployed (version %d)", pj.id(), dep.JobVersion)
@@ -405,6 +412,10 @@ func (d *Deployer) waitDeployment(ctx context.Context, pj *parsedJob, depID stri
 				msg += "; " + d.followRollback(ctx, pj.id(), dep)
 			}
 			return Errorf(KindDeployment, "%s", msg)
+		}
+		if why := givenUp(allocs); why != "" {
+			return Errorf(KindDeployment, "deployment %s of job %q cannot succeed: %s; Nomad does not retry such an error in place, and the job stays registered (`deployer status` follows it, `deployer down %s` stops it)",
+				shortID(dep.ID), pj.id(), why, pj.src.Name)
 		}
 		if hint := promotionHint(dep); hint != "" && hint != lastLine {
 			d.progressf("%s", hint)
@@ -479,11 +490,12 @@ func promotionHint(dep *nomadapi.Deployment) string {
 // marked unhealthy or failed, and those whose tasks restarted or whose checks fail
 // (with all, every allocation not yet healthy). Each allocation is explained again
 // only when what is said about it changes.
-func (d *Deployer) explainAllocs(ctx context.Context, depID string, explained map[string]string, all bool) {
+// It returns the deployment's allocations (nil when they cannot be listed).
+func (d *Deployer) explainAllocs(ctx context.Context, depID string, explained map[string]string, all bool) []*nomadapi.AllocationListStub {
 	allocs, _, err := d.Nomad.Deployments().Allocations(depID, qo(ctx, 0, 0))
 	if err != nil {
 		d.Logger.Debug("list deployment allocations", "err", err)
-		return
+		return nil
 	}
 	for _, a := range allocs {
 		healthy := a.DeploymentStatus != nil && a.DeploymentStatus.Healthy != nil && *a.DeploymentStatus.Healthy
@@ -511,6 +523,56 @@ func (d *Deployer) explainAllocs(ctx context.Context, depID string, explained ma
 			d.progressf("    %s", l)
 		}
 	}
+	return allocs
+}
+
+// givenUp says why the deployment cannot succeed when, in the newest allocation of
+// one of its task groups, a task is dead after an event with which Nomad failed it
+// for good: a driver error Nomad calls unrecoverable ("Not Restarting: Error was
+// unrecoverable"), or another event marked FailsTask (a template that fails to
+// render, a setup failure). Running out of restart attempts is not such an event:
+// Nomad reschedules, and the deployment decides. "" when there is none.
+func givenUp(allocs []*nomadapi.AllocationListStub) string {
+	newest := map[string]*nomadapi.AllocationListStub{}
+	for _, a := range allocs {
+		if n := newest[a.TaskGroup]; n == nil || a.CreateIndex > n.CreateIndex {
+			newest[a.TaskGroup] = a
+		}
+	}
+	for _, g := range slices.Sorted(maps.Keys(newest)) {
+		a := newest[g]
+		for _, name := range slices.Sorted(maps.Keys(a.TaskStates)) {
+			st := a.TaskStates[name]
+			if st == nil || !st.Failed || st.State != "dead" {
+				continue
+			}
+			for i, ev := range st.Events {
+				if ev == nil || !failsForGood(ev) {
+					continue
+				}
+				var what []string
+				for _, e := range st.Events[max(0, i-1) : i+1] {
+					if e != nil {
+						what = append(what, describeEvent(e))
+					}
+				}
+				return fmt.Sprintf("allocation %s (group %s, node %s) failed: task %q: %s",
+					shortID(a.ID), a.TaskGroup, a.NodeName, name, strings.Join(what, "; "))
+			}
+		}
+	}
+	return ""
+}
+
+// failsForGood says whether Nomad gave up on a task with this event (see givenUp).
+func failsForGood(ev *nomadapi.TaskEvent) bool {
+	if !ev.FailsTask {
+		return false
+	}
+	if ev.Type == nomadapi.TaskNotRestarting {
+		return strings.Contains(strings.ToLower(ev.RestartReason+" "+ev.DisplayMessage+" "+ev.Message), "unrecoverable")
+	}
+	return true
 }
 
 // allocReasons describes an allocation that is not healthy: its tasks' last events

@@ -13,6 +13,7 @@ import (
 	"github.com/inferstack/inferstack/jobs"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	hcljson "github.com/hashicorp/hcl/v2/json"
@@ -170,6 +171,39 @@ func (v *Variables) Origin(job, name string) string {
 		}
 	}
 	return origin
+}
+
+// StringValue returns the value the Nomad server will give the string variable name
+// of job src, as far as the deployer can tell offline: that of the last assignment
+// applying to the job (see Origin), else the variable's default in the job file,
+// with where it comes from ("FILE:LINE" or "--var NAME"). ok is false when the job
+// does not declare the variable, or its value is not a constant string (an
+// expression only the server can evaluate, or no value at all).
+func (v *Variables) StringValue(src *JobSource, name string) (value, origin string, ok bool) {
+	if src == nil || !src.Variables[name] {
+		return "", "", false
+	}
+	expr := ""
+	for _, a := range v.list {
+		if (a.job == "" || a.job == src.Name) && a.name == name {
+			expr, origin = a.expr, a.origin
+		}
+	}
+	if origin == "" {
+		def, found := src.defaults[name]
+		if !found {
+			return "", "", false
+		}
+		expr, origin = def.expr, def.origin
+	}
+	e, diags := hclsyntax.ParseExpression([]byte(expr), origin, hcl.InitialPos)
+	if diags.HasErrors() {
+		return "", "", false
+	}
+	if diags := gohcl.DecodeExpression(e, nil, &value); diags.HasErrors() {
+		return "", "", false
+	}
+	return value, origin, true
 }
 
 // serverRef matches a position in the Nomad server's parse errors, which names both

@@ -63,8 +63,12 @@ type Server struct {
 	Logs         map[string]string
 	LogFrameSize int
 	Files        map[string]string // "allocID/path" → content for /v1/client/fs/cat
-	Dispatch     *nomadapi.JobDispatchResponse
-	Validate     map[string]*nomadapi.JobValidateResponse
+	// Variables are the Nomad variables, by "namespace/path" (/v1/var/:path); others
+	// are 404. VariableError makes every variable read fail with it.
+	Variables     map[string]*nomadapi.Variable
+	VariableError *HTTPError
+	Dispatch      *nomadapi.JobDispatchResponse
+	Validate      map[string]*nomadapi.JobValidateResponse
 
 	// Recorded requests.
 	Requests      []string // "METHOD /path?query"
@@ -115,6 +119,7 @@ func New() *Server {
 		Checks: map[string]nomadapi.AllocCheckStatuses{}, Services: map[string][]*nomadapi.ServiceRegistration{},
 		JobServices: map[string][]*nomadapi.ServiceRegistration{}, Logs: map[string]string{}, LogFrameSize: 7,
 		Files: map[string]string{}, Validate: map[string]*nomadapi.JobValidateResponse{},
+		Variables: map[string]*nomadapi.Variable{},
 	}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
@@ -300,6 +305,23 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		_, _ = io.WriteString(w, body)
+
+	case r.Method == http.MethodGet && strings.HasPrefix(p, "/v1/var/"):
+		ns := r.URL.Query().Get("namespace")
+		if ns == "" {
+			ns = "default"
+		}
+		s.mu.Lock()
+		v, verr := s.Variables[ns+"/"+strings.TrimPrefix(p, "/v1/var/")], s.VariableError
+		s.mu.Unlock()
+		switch {
+		case verr != nil:
+			http.Error(w, verr.Body, verr.Status)
+		case v == nil:
+			http.Error(w, "variable not found", 404)
+		default:
+			s.json(w, v, 80)
+		}
 
 	case strings.HasPrefix(p, "/v1/node/"):
 		http.Error(w, "node not found", 404) // logs then go through the server

@@ -11,6 +11,12 @@ variable "binary" {
   default     = "/usr/local/bin/inference"
 }
 
+variable "consul_http_addr" {
+  description = "Consul agent the server registers with (empty: no registration)."
+  type        = string
+  default     = "127.0.0.1:8500"
+}
+
 job "inference" {
   group "api" {
     count = var.count
