@@ -326,6 +326,12 @@ func TestWarmupIsNotObserved(t *testing.T) {
 	if _, err := e.Generate(context.Background(), Request{Prompt: "Hello", MaxNewTokens: 3, IgnoreEOS: true}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// The last step's tokens are counted just after Generate returns: wait for them,
+	// then a little longer, so that a warm-up counted late would show as well.
+	for deadline := time.Now().Add(2 * time.Second); count()[2] < 3 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
 	if got := count(); got != [3]int{1, 2, 3} {
 		t.Errorf("after one request of 3 tokens: first %d, inter %d, generated %d; want 1, 2, 3", got[0], got[1], got[2])
 	}
