@@ -103,7 +103,7 @@ func collectParams(v *validator, rawQuery, contentType string, body []byte, know
 		return nil, e
 	}
 	v.pass(CheckContentType)
-	obj, e := decodeObject(body)
+	obj, repeated, e := decodeObject(body)
 	if e != nil {
 		return nil, e
 	}
@@ -122,9 +122,8 @@ func collectParams(v *validator, rawQuery, contentType string, body []byte, know
 		ps[name] = value{name: name, raw: raw}
 	}
 	v.pass(CheckUnknownParam)
-	// A map keeps the last of repeated keys; find repeats in the text itself.
-	if name, ok := repeatedKey(body); ok {
-		return nil, duplicateParam(name, "given more than once in the JSON body")
+	if repeated != "" {
+		return nil, duplicateParam(repeated, "given more than once in the JSON body")
 	}
 	v.pass(CheckDuplicateParam)
 	return ps, nil
@@ -133,32 +132,6 @@ func collectParams(v *validator, rawQuery, contentType string, body []byte, know
 func duplicateParam(name, msg string) *APIError {
 	return &APIError{Status: http.StatusBadRequest, Code: CodeInvalidParameter, Param: name, Message: msg,
 		Check: CheckDuplicateParam, Reason: telemetry.ReasonValidation}
-}
-
-// repeatedKey returns a member name that the JSON object in body (already known to be
-// valid) has more than once at its top level.
-func repeatedKey(body []byte) (string, bool) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if _, err := dec.Token(); err != nil { // {
-		return "", false
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return "", false
-		}
-		name, _ := t.(string)
-		if seen[name] {
-			return name, true
-		}
-		seen[name] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return "", false
-		}
-	}
-	return "", false
 }
 
 func unknownParam(name string) *APIError {
@@ -194,34 +167,66 @@ func checkContentType(ct string) *APIError {
 		Check:   CheckContentType, Reason: telemetry.ReasonValidation}
 }
 
-// decodeObject decodes body as exactly one JSON object.
-func decodeObject(body []byte) (map[string]json.RawMessage, *APIError) {
-	fail := func(msg string) *APIError {
-		return &APIError{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: msg, Check: CheckJSON, Reason: telemetry.ReasonValidation}
+// decodeObject decodes body as exactly one JSON object, member by member, so that a
+// member given twice is seen (a map alone keeps the last); repeated names the first
+// such member ("" when none).
+func decodeObject(body []byte) (obj map[string]json.RawMessage, repeated string, e *APIError) {
+	fail := func(msg string) (map[string]json.RawMessage, string, *APIError) {
+		return nil, "", &APIError{Status: http.StatusBadRequest, Code: CodeInvalidJSON, Message: msg, Check: CheckJSON, Reason: telemetry.ReasonValidation}
 	}
 	if !utf8.Valid(body) {
-		return nil, fail("request body is not valid UTF-8")
+		return fail("request body is not valid UTF-8")
 	}
 	if unpairedSurrogate(body) {
 		// encoding/json would silently decode it as U+FFFD.
-		return nil, fail(`request body has an unpaired UTF-16 surrogate escape (\ud800-\udfff), which is not a character`)
+		return fail(`request body has an unpaired UTF-16 surrogate escape (\ud800-\udfff), which is not a character`)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	var obj map[string]json.RawMessage
-	if err := dec.Decode(&obj); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, fail("request body must be a JSON object, got " + te.Value)
-		}
-		return nil, fail("malformed JSON body: " + err.Error())
+	tok, err := dec.Token()
+	if err != nil {
+		return fail("malformed JSON body: " + err.Error())
 	}
-	if obj == nil {
-		return nil, fail("request body must be a JSON object, got null")
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return fail("request body must be a JSON object, got " + jsonTokenKind(tok))
+	}
+	obj = map[string]json.RawMessage{}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return fail("malformed JSON body: " + err.Error())
+		}
+		name, _ := key.(string) // the decoder accepts only strings as member names
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return fail("malformed JSON body: " + err.Error())
+		}
+		if _, dup := obj[name]; dup && repeated == "" {
+			repeated = name
+		}
+		obj[name] = raw
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return fail("malformed JSON body: " + err.Error())
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fail("unexpected data after the JSON object")
+		return fail("unexpected data after the JSON object")
 	}
-	return obj, nil
+	return obj, repeated, nil
+}
+
+// jsonTokenKind names the JSON value a first token starts.
+func jsonTokenKind(tok json.Token) string {
+	switch tok.(type) {
+	case json.Delim:
+		return "array"
+	case string:
+		return "string"
+	case float64, json.Number:
+		return "number"
+	case bool:
+		return "bool"
+	}
+	return "null"
 }
 
 // unpairedSurrogate reports whether JSON text has a \u escape of a UTF-16 surrogate

@@ -504,3 +504,33 @@ func TestChecksCountPasses(t *testing.T) {
 		t.Errorf("model check pass %v fail %v, want 0 and 1", p, f)
 	}
 }
+
+// decodeObject's answers, one walk over the body: the kind of a non-object, malformed
+// and trailing input, and the first member given twice.
+func TestDecodeObject(t *testing.T) {
+	for body, want := range map[string]string{
+		`[1]`:                       "must be a JSON object, got array",
+		`"x"`:                       "must be a JSON object, got string",
+		`5`:                         "must be a JSON object, got number",
+		`true`:                      "must be a JSON object, got bool",
+		`null`:                      "must be a JSON object, got null",
+		`{"prompt":"hi",}`:          "malformed JSON body",
+		`{"prompt" 1}`:              "malformed JSON body",
+		`{"prompt":"hi"`:            "malformed JSON body",
+		`{"prompt":"hi"} {}`:        "unexpected data after the JSON object",
+		`{"a":1,"b":{"a":2},"a":3}`: "repeated a",
+		`{"a":1,"b":2}`:             "ok",
+	} {
+		obj, repeated, e := decodeObject([]byte(body))
+		got := "ok"
+		switch {
+		case e != nil:
+			got = e.Message
+		case repeated != "":
+			got = "repeated " + repeated
+		}
+		if !strings.Contains(got, want) || (e == nil && len(obj) != 2) {
+			t.Errorf("decodeObject(%s) = %q (%d members), want %q", body, got, len(obj), want)
+		}
+	}
+}
