@@ -4,6 +4,7 @@
 package deploy
 
 import (
+	"errors"
 	"net"
 	"slices"
 	"strings"
@@ -267,5 +268,17 @@ func TestConsulDefaultAddress(t *testing.T) {
 	}
 	if got := (ClientOptions{ConsulAddress: "127.0.0.2:8500"}).ConsulConfig().Address; got != "127.0.0.2:8500" {
 		t.Errorf("Consul address %q, want the flag's", got)
+	}
+}
+
+// A transport error whose address happens to hold "404" is not a Nomad 404.
+func TestIsNotFoundIgnoresPortNumbers(t *testing.T) {
+	t.Parallel()
+	transport := errors.New(`Get "http://127.0.0.1:40412/v1/job/inference": net/http: timeout awaiting response headers`)
+	if isNotFound(transport) {
+		t.Error("a timeout to port 40412 read as 404")
+	}
+	if !isNotFound(errors.New("Unexpected response code: 404 (job not found)")) {
+		t.Error("Nomad's 404 wording not recognised")
 	}
 }

@@ -385,7 +385,9 @@ func isNotFound(err error) bool {
 	if errors.As(err, &ure) && ure.HasStatusCode() {
 		return ure.StatusCode() == http.StatusNotFound
 	}
-	return strings.Contains(err.Error(), "404")
+	// Only Nomad's own wording: a bare "404" also matches addresses such as
+	// 127.0.0.1:40412 in a transport error, which would read as "not registered".
+	return strings.Contains(err.Error(), "Unexpected response code: 404")
 }
 
 func deref[T any](p *T) T {
